@@ -1,0 +1,1 @@
+"""Data: synthetic Gaussian mixtures (``synthetic``) and real molecular property tasks (``molecules``)."""

@@ -1,0 +1,165 @@
+"""Experiment grids and their result tables.
+
+Every experiment writes ``data/results/<name>.csv`` (tidy: one row per configuration and seed, columns named in
+full) and ``data/results/<name>.json`` (parameters, seeds, package versions, commit, wall time, the SHA-256 of the
+CSV and the hash of the configuration). Files are written atomically; a table is reused only when its sidecar
+names the same configuration hash and code version and the CSV's checksum matches, so a stale, truncated or
+corrupt cache is recomputed, never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+
+from . import __version__
+from .paths import PROJECT_ROOT, results_dir
+
+# Packages whose versions decide the numbers; recorded in every sidecar.
+RECORDED_PACKAGES = ("mislib", "torch", "numpy", "scipy", "pandas", "scikit-learn", "rdkit", "onnxruntime")
+
+
+def config_hash(config: dict) -> str:
+    """Stable short hash of a JSON-serialisable configuration (key order does not matter)."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                             timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _csv_bytes(table: pd.DataFrame) -> bytes:
+    buffer = io.StringIO()
+    # Fixed float format: byte-identical tables for identical numbers.
+    table.to_csv(buffer, index=False, float_format="%.10g")
+    return buffer.getvalue().encode()
+
+
+def write_table(name: str, table: pd.DataFrame, config: dict, *, seeds: Iterable[int] = (),
+                wall_time_s: float | None = None, directory: Path | None = None) -> Path:
+    """Write the CSV and its JSON sidecar atomically (CSV first, sidecar last: the sidecar seals the pair)."""
+    directory = Path(directory) if directory is not None else results_dir()
+    csv_path, json_path = directory / f"{name}.csv", directory / f"{name}.json"
+    data = _csv_bytes(table)
+    sidecar = {
+        "name": name,
+        "config": config,
+        "config_hash": config_hash(config),
+        "code_version": __version__,
+        "seeds": [int(s) for s in seeds],
+        "rows": int(len(table)),
+        "columns": list(map(str, table.columns)),
+        "csv_sha256": hashlib.sha256(data).hexdigest(),
+        "packages": package_versions(),
+        "python": platform.python_version(),
+        "commit": git_commit(),
+        "wall_time_s": None if wall_time_s is None else round(float(wall_time_s), 3),
+    }
+    json_path.unlink(missing_ok=True)  # an unsealed CSV is never trusted
+    atomic_write_bytes(csv_path, data)
+    atomic_write_bytes(json_path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+    return csv_path
+
+
+class CacheMiss(Exception):
+    """Raised internally when a cached table cannot be used; the reason is in the message."""
+
+
+def read_table(name: str, config: dict | None = None, directory: Path | None = None) -> pd.DataFrame:
+    """Read a sealed table; raise CacheMiss if missing, stale (other config or code version) or corrupt."""
+    directory = Path(directory) if directory is not None else results_dir()
+    csv_path, json_path = directory / f"{name}.csv", directory / f"{name}.json"
+    if not csv_path.exists() or not json_path.exists():
+        raise CacheMiss(f"{name}: no sealed table in {directory}")
+    try:
+        sidecar = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CacheMiss(f"{name}: sidecar {json_path.name} is corrupt ({exc})") from exc
+    data = csv_path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sidecar.get("csv_sha256"):
+        raise CacheMiss(f"{name}: {csv_path.name} does not match its checksum (truncated or edited)")
+    if config is not None and (sidecar.get("config_hash") != config_hash(config)
+                               or sidecar.get("code_version") != __version__):
+        raise CacheMiss(f"{name}: cached for another configuration or code version")
+    return pd.read_csv(io.BytesIO(data))
+
+
+def cached_table(name: str, config: dict, compute: Callable[[], pd.DataFrame], *, seeds: Iterable[int] = (),
+                 refresh: bool = False, directory: Path | None = None) -> pd.DataFrame:
+    """Return the table for ``config``: read it if a valid cache exists, else compute, write and return it."""
+    if not refresh:
+        try:
+            return read_table(name, config, directory)
+        except CacheMiss:
+            pass
+    start = time.perf_counter()
+    table = compute()
+    write_table(name, table, config, seeds=seeds, wall_time_s=time.perf_counter() - start, directory=directory)
+    # Read back what was written, so the returned table is exactly the cached one (same dtypes, same rounding).
+    return read_table(name, config, directory)
+
+
+def parallel_map(function: Callable[[Any], Any], items: list, *, n_jobs: int | None = None,
+                 progress: str | None = None) -> list:
+    """Map ``function`` over ``items`` with joblib, order preserved.
+
+    Backend: ``MISLIB_DASK_ADDRESS`` (a running Dask scheduler) if set, else joblib's process pool with
+    ``n_jobs`` workers (``MISLIB_N_JOBS``, default 1 = serial, which is what tests and smoke runs use).
+    """
+    from joblib import Parallel, delayed, parallel_config
+    from tqdm.auto import tqdm
+
+    n_jobs = int(os.environ.get("MISLIB_N_JOBS", "1")) if n_jobs is None else n_jobs
+    address = os.environ.get("MISLIB_DASK_ADDRESS")
+    iterator = tqdm(items, desc=progress, disable=progress is None, leave=False)
+    if address:
+        from distributed import Client
+
+        with Client(address), parallel_config(backend="dask"):
+            return Parallel()(delayed(function)(item) for item in iterator)
+    if n_jobs == 1:
+        return [function(item) for item in iterator]
+    return Parallel(n_jobs=n_jobs)(delayed(function)(item) for item in iterator)
