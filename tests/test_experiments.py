@@ -1,0 +1,86 @@
+"""Result tables: atomic, sealed by a checksum, keyed by configuration; a bad cache is recomputed, never read."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from mislib import experiments
+from mislib.experiments import CacheMiss, cached_table, config_hash, read_table, write_table
+
+
+def _table(value=1.5):
+    return pd.DataFrame({"quantizer": ["uniform", "sign"], "sample_size": [100, 100], "r_min": [value, 0.25]})
+
+
+def test_config_hash_ignores_key_order_and_sees_values():
+    assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_round_trip_and_sidecar(tmp_path):
+    write_table("demo", _table(), {"n": 3}, seeds=[0, 1], wall_time_s=1.25, directory=tmp_path)
+    back = read_table("demo", {"n": 3}, tmp_path)
+    pd.testing.assert_frame_equal(back, _table())
+    sidecar = json.loads((tmp_path / "demo.json").read_text())
+    assert sidecar["seeds"] == [0, 1] and sidecar["rows"] == 2 and sidecar["config"] == {"n": 3}
+    assert "torch" in sidecar["packages"] and sidecar["wall_time_s"] == 1.25
+
+
+def test_stale_config_is_a_miss(tmp_path):
+    write_table("demo", _table(), {"n": 3}, directory=tmp_path)
+    with pytest.raises(CacheMiss, match="another configuration"):
+        read_table("demo", {"n": 4}, tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "edit", "sidecar", "missing_sidecar"])
+def test_damaged_cache_is_recomputed_not_read(tmp_path, damage):
+    config = {"n": 3}
+    write_table("demo", _table(value=9.0), config, directory=tmp_path)
+    csv, sidecar = tmp_path / "demo.csv", tmp_path / "demo.json"
+    if damage == "truncate":
+        csv.write_bytes(csv.read_bytes()[:20])
+    elif damage == "edit":
+        csv.write_text(csv.read_text().replace("9", "8"))
+    elif damage == "sidecar":
+        sidecar.write_text("{not json")
+    else:
+        sidecar.unlink()
+    with pytest.raises(CacheMiss):
+        read_table("demo", config, tmp_path)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return _table(value=2.0)
+
+    table = cached_table("demo", config, compute, directory=tmp_path)
+    assert calls == [1] and table["r_min"].iloc[0] == 2.0
+    # now valid: a second call reads, does not recompute
+    cached_table("demo", config, compute, directory=tmp_path)
+    assert calls == [1]
+
+
+def test_identical_results_are_byte_identical(tmp_path):
+    write_table("a", _table(), {"n": 1}, directory=tmp_path)
+    write_table("b", _table(), {"n": 1}, directory=tmp_path)
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_failed_write_leaves_nothing_half_written(tmp_path, monkeypatch):
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(experiments.os, "fsync", explode)
+    with pytest.raises(OSError, match="disk full"):
+        write_table("demo", _table(), {"n": 1}, directory=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def _square(x):
+    return x * x
+
+
+def test_parallel_map_serial_and_processes_agree():
+    items = list(range(7))
+    assert experiments.parallel_map(_square, items, n_jobs=1) == experiments.parallel_map(_square, items, n_jobs=2)

@@ -1,0 +1,62 @@
+"""The papermill runner: parameters reach the notebook, failures name the cell, good notebooks are written back."""
+
+import nbformat
+import pytest
+
+from mislib import reproduce
+from mislib.student import student_copy
+
+
+def _notebook(*sources, tags=None):
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [nbformat.v4.new_code_cell('PRESET = "paper"\nDEVICE = "cpu"',
+                                                metadata={"tags": ["parameters"]})]
+    for index, source in enumerate(sources):
+        cell_tags = (tags or {}).get(index, [])
+        notebook.cells.append(nbformat.v4.new_code_cell(source, metadata={"tags": cell_tags}))
+    return notebook
+
+
+def test_runner_passes_preset_and_marks_injected_cell(tmp_path):
+    path = tmp_path / "01_ok.ipynb"
+    nbformat.write(_notebook("print('preset is', PRESET)"), path)
+    run = reproduce.run_notebook(path, "smoke", "cpu", tmp_path / "out")
+    assert run.ok and run.seconds > 0
+    executed = nbformat.read(tmp_path / "out" / path.name, as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "nbval-skip" in injected[0].metadata["tags"]
+    assert "preset is smoke" in executed.cells[-1].outputs[0]["text"]
+
+
+def test_failing_notebook_names_its_cell_and_leaves_original(tmp_path):
+    path = tmp_path / "02_bad.ipynb"
+    nbformat.write(_notebook("x = 1", "raise ValueError('broken on purpose')"), path)
+    original = path.read_bytes()
+    run = reproduce.run_notebook(path, "smoke", "cpu", tmp_path)
+    assert not run.ok
+    assert "ValueError" in run.error and "broken on purpose" in run.error and "cell" in run.error
+    assert path.read_bytes() == original
+
+
+def test_discover_selects_by_number_and_rejects_unknown(tmp_path):
+    for name in ("00_a.ipynb", "01_b.ipynb", "notes.ipynb"):
+        nbformat.write(_notebook(), tmp_path / name)
+    assert [p.name for p in reproduce.discover(directory=tmp_path)] == ["00_a.ipynb", "01_b.ipynb"]
+    assert [p.name for p in reproduce.discover("01", directory=tmp_path)] == ["01_b.ipynb"]
+    with pytest.raises(SystemExit, match="matches no notebook"):
+        reproduce.discover("07", directory=tmp_path)
+
+
+def test_cli_rejects_bad_arguments():
+    with pytest.raises(SystemExit):
+        reproduce.main(["--preset", "huge"])
+    with pytest.raises(SystemExit):
+        reproduce.main(["--workers", "0"])
+
+
+def test_student_copy_drops_only_solutions():
+    notebook = _notebook("exercise = 1", "answer = 42", tags={1: ["solution"]})
+    copy = student_copy(notebook)
+    assert [c.source for c in copy.cells[1:]] == ["exercise = 1"]
+    assert len(notebook.cells) == 3  # input untouched
