@@ -142,6 +142,77 @@ def cached_table(name: str, config: dict, compute: Callable[[], pd.DataFrame], *
     return read_table(name, config, directory)
 
 
+def cached_grid(name: str, configs: list[dict], compute_rows: Callable[[dict], pd.DataFrame], *,
+                shared: dict | None = None, refresh: bool = False, progress: bool = True,
+                directory: Path | None = None) -> pd.DataFrame:
+    """Run a grid of configurations, caching each one's rows, then write the sealed table ``<name>``.
+
+    Each configuration's rows are stored atomically in ``data/cache/grid/<name>/<hash>.csv`` as soon as they are
+    computed, so a run killed midway resumes where it stopped and finishes with the same table. ``shared`` is
+    the part of the configuration common to every point (it is part of each point's hash). Points run through
+    ``parallel_map`` (serial, joblib processes or a Dask cluster).
+    """
+    from .paths import cache_dir
+
+    shared = dict(shared or {})
+    full = {"grid": configs, "shared": shared}
+    if not refresh:
+        try:
+            return read_table(name, full, directory)
+        except CacheMiss:
+            pass
+    point_dir = cache_dir() / "grid" / name
+    start = time.perf_counter()
+    todo = [c for c in configs if refresh or not _point_cached(point_dir, {**shared, **c})]
+    parallel_map(_GridPoint(compute_rows, shared, point_dir), todo, progress=name if progress else None)
+    table = pd.concat([_read_point(point_dir, {**shared, **c}) for c in configs], ignore_index=True)
+    seeds = sorted({int(c["seed"]) for c in configs if "seed" in c})
+    write_table(name, table, full, seeds=seeds, wall_time_s=time.perf_counter() - start, directory=directory)
+    return read_table(name, full, directory)
+
+
+class _GridPoint:
+    """Picklable worker: compute one configuration's rows and store them with a checksum."""
+
+    def __init__(self, compute_rows, shared, point_dir):
+        self.compute_rows, self.shared, self.point_dir = compute_rows, shared, point_dir
+
+    def __call__(self, config: dict) -> None:
+        rows = self.compute_rows({**self.shared, **config})
+        if not isinstance(rows, pd.DataFrame):
+            rows = pd.DataFrame(rows)
+        key = _point_key({**self.shared, **config})
+        data = _csv_bytes(rows)
+        atomic_write_bytes(self.point_dir / f"{key}.csv", data)
+        atomic_write_bytes(self.point_dir / f"{key}.sha256", hashlib.sha256(data).hexdigest().encode())
+
+
+def _point_cached(point_dir: Path, config: dict) -> bool:
+    try:
+        _read_point(point_dir, config)
+        return True
+    except CacheMiss:
+        return False
+
+
+def _point_key(config: dict) -> str:
+    """A grid point's cache key: its full configuration and the code version."""
+    return config_hash({"config": config, "code_version": __version__})
+
+
+def _read_point(point_dir: Path, config: dict) -> pd.DataFrame:
+    key = _point_key(config)
+    csv_path, sum_path = point_dir / f"{key}.csv", point_dir / f"{key}.sha256"
+    if not csv_path.exists() or not sum_path.exists():
+        raise CacheMiss(f"grid point {key} not computed yet")
+    data = csv_path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sum_path.read_text().strip():
+        csv_path.unlink(missing_ok=True)
+        sum_path.unlink(missing_ok=True)
+        raise CacheMiss(f"grid point {key} was corrupt and has been removed")
+    return pd.read_csv(io.BytesIO(data))
+
+
 def parallel_map(function: Callable[[Any], Any], items: list, *, n_jobs: int | None = None,
                  progress: str | None = None) -> list:
     """Map ``function`` over ``items`` with joblib, order preserved.

@@ -13,16 +13,18 @@ untouched and the failed copy is kept in build/failed/ for inspection.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import nbformat
 
+from .experiments import atomic_write_bytes
 from .paths import PROJECT_ROOT
 from .presets import PRESETS
 
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dask", metavar="ADDRESS", help="run experiment grids on this Dask scheduler")
     parser.add_argument("--output-dir", type=Path, default=NOTEBOOK_DIR,
                         help="where executed notebooks go (default: written back to notebooks/)")
+    parser.add_argument("--summary", type=Path, metavar="JSON",
+                        help="also write the per-notebook wall time and peak memory to this JSON file")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
@@ -161,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(r.seconds for r in runs)
     peak = max((r.peak_rss_mb for r in runs), default=0.0)
     print(f"{'total':<42} {total:8.1f} {peak:10.0f}")
+    if args.summary:
+        summary = {"preset": args.preset, "device": args.device, "workers": args.workers,
+                   "total_seconds": total, "peak_rss_mb": peak, "notebooks": [asdict(r) for r in runs]}
+        atomic_write_bytes(args.summary, (json.dumps(summary, indent=2) + "\n").encode())
     return 0 if all(r.ok for r in runs) and len(runs) == len(notebooks) else 1
 
 

@@ -84,3 +84,45 @@ def _square(x):
 def test_parallel_map_serial_and_processes_agree():
     items = list(range(7))
     assert experiments.parallel_map(_square, items, n_jobs=1) == experiments.parallel_map(_square, items, n_jobs=2)
+
+
+def _grid_rows(config):
+    import math
+
+    if config.get("fail_at") == config["sample_size"]:
+        raise KeyboardInterrupt("simulated kill")
+    return pd.DataFrame({"sample_size": [config["sample_size"]], "seed": [config["seed"]],
+                         "value": [math.sqrt(config["sample_size"]) + config["seed"] / 3]})
+
+
+def test_interrupted_grid_resumes_with_the_same_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("MISLIB_CACHE_DIR", str(tmp_path / "cache"))
+    configs = [{"sample_size": n, "seed": s} for n in (10, 20, 40, 80) for s in (0, 1)]
+    clean = experiments.cached_grid("clean", configs, _grid_rows, directory=tmp_path, progress=False)
+
+    calls = []
+
+    def flaky(config):
+        calls.append(config["sample_size"])
+        return _grid_rows({**config, "fail_at": 40 if len(calls) < 6 else None})
+
+    with pytest.raises(KeyboardInterrupt):
+        experiments.cached_grid("resumed", configs, flaky, directory=tmp_path, progress=False)
+    assert not (tmp_path / "resumed.csv").exists()  # no half table
+    completed = len(calls) - 1  # the last call was killed
+    assert completed == 4
+    resumed = experiments.cached_grid("resumed", configs, flaky, directory=tmp_path, progress=False)
+    assert len(calls) == completed + 1 + (len(configs) - completed)  # only the missing points recomputed
+    pd.testing.assert_frame_equal(clean, resumed)
+    assert (tmp_path / "clean.csv").read_bytes() == (tmp_path / "resumed.csv").read_bytes()
+
+
+def test_corrupt_grid_point_is_recomputed(tmp_path, monkeypatch):
+    monkeypatch.setenv("MISLIB_CACHE_DIR", str(tmp_path / "cache"))
+    configs = [{"sample_size": 10, "seed": 0}, {"sample_size": 20, "seed": 0}]
+    first = experiments.cached_grid("g", configs, _grid_rows, directory=tmp_path, progress=False)
+    for point in (tmp_path / "cache" / "grid" / "g").glob("*.csv"):
+        point.write_bytes(point.read_bytes()[:5])
+    (tmp_path / "g.json").unlink()
+    second = experiments.cached_grid("g", configs, _grid_rows, directory=tmp_path, progress=False)
+    pd.testing.assert_frame_equal(first, second)
