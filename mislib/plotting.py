@@ -41,3 +41,35 @@ def savefig(fig, name: str) -> Path:
         fig.savefig(buffer, format=ext, metadata=metadata)
         atomic_write_bytes(directory / f"{name}.{ext}", buffer.getvalue())
     return directory / f"{name}.png"
+
+
+def quantizer_release_panel(ax, w, released, quantizer, bins):
+    """Histogram of the weights ``w`` (grey), the values the quantizer releases (stems: share of weights at each
+    level; an outline histogram when there are many distinct values) and, for deterministic quantizers, the
+    cell borders as computed at ``w`` (dotted). Returns the twin axis that carries the shares."""
+    import numpy as np
+    import torch
+
+    flat, values = w.flatten().cpu().numpy(), released.flatten().cpu().numpy()
+    ax.hist(flat, bins=bins, density=True, color="0.8", linewidth=0)
+    ax.grid(False)
+    share_axis = ax.twinx()
+    share_axis.grid(False)
+    levels, counts = np.unique(values, return_counts=True)
+    if len(levels) > 64:  # many distinct values: outline histogram of the nonzero ones, zeros as one stem
+        nonzero = values[values != 0]
+        ax.hist(nonzero, bins=bins, weights=np.full(nonzero.size, 1 / values.size / np.diff(bins)[0]),
+                histtype="step", color="C0", lw=1.4)
+        levels, counts = levels[levels == 0], counts[levels == 0]
+    share_axis.vlines(levels, 0, counts / values.size, color="C0", lw=2)
+    share_axis.plot(levels, counts / values.size, "o", color="C0", ms=3)
+    share_axis.set_ylim(0, 1.1 * max([0.1, *(counts / values.size)]))
+    if quantizer.deterministic:
+        low, high = quantizer.cell_bounds(w)
+        proper = low < high  # point cells (values released exactly) have no borders to draw
+        borders = torch.unique(torch.cat([low[proper], high[proper]]))
+        borders = borders[torch.isfinite(borders) & (borders > bins[0]) & (borders < bins[-1])].cpu().numpy()
+        if len(borders) <= 40:  # per-row grids have too many borders to draw
+            for border in borders:
+                ax.axvline(border, color="0.25", lw=0.8, ls=":")
+    return share_axis
