@@ -126,3 +126,22 @@ def test_corrupt_grid_point_is_recomputed(tmp_path, monkeypatch):
     (tmp_path / "g.json").unlink()
     second = experiments.cached_grid("g", configs, _grid_rows, directory=tmp_path, progress=False)
     pd.testing.assert_frame_equal(first, second)
+
+
+def test_dask_cluster_gives_the_serial_table(monkeypatch):
+    """A grid sent to a real Dask cluster (LocalCluster, 2 worker processes) returns the serial results."""
+    import functools
+
+    distributed = pytest.importorskip("distributed")
+    from mislib.mis import exact_gaussian_mean
+    from mislib.quantizers import FixedGrid
+
+    point = functools.partial(exact_gaussian_mean, mu=0.13, sigma=1.0, quantizer=FixedGrid(0.5))
+    sizes = [10, 40, 160, 640]
+    serial = [r.log_delta for r in experiments.parallel_map(point, sizes, n_jobs=1)]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        monkeypatch.setenv("MISLIB_DASK_ADDRESS", cluster.scheduler_address)
+        on_cluster = [r.log_delta for r in experiments.parallel_map(point, sizes)]
+    assert on_cluster == serial
+    assert serial == sorted(serial, reverse=True)  # and the grid is not trivial: security grows with n
