@@ -9,6 +9,7 @@ corrupt cache is recomputed, never read.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -28,6 +29,18 @@ from .paths import PROJECT_ROOT, results_dir
 
 # Packages whose versions decide the numbers; recorded in every sidecar.
 RECORDED_PACKAGES = ("mislib", "torch", "numpy", "scipy", "pandas", "scikit-learn", "rdkit", "onnxruntime")
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """The package version plus a hash of every mislib source file: any change to the code that computes a
+    table makes its cache stale (bumping a version number by hand is too easy to forget)."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return f"{__version__}+{digest.hexdigest()[:12]}"
 
 
 def config_hash(config: dict) -> str:
@@ -89,7 +102,7 @@ def write_table(name: str, table: pd.DataFrame, config: dict, *, seeds: Iterable
         "name": name,
         "config": config,
         "config_hash": config_hash(config),
-        "code_version": __version__,
+        "code_version": code_version(),
         "seeds": [int(s) for s in seeds],
         "rows": int(len(table)),
         "columns": list(map(str, table.columns)),
@@ -123,7 +136,7 @@ def read_table(name: str, config: dict | None = None, directory: Path | None = N
     if hashlib.sha256(data).hexdigest() != sidecar.get("csv_sha256"):
         raise CacheMiss(f"{name}: {csv_path.name} does not match its checksum (truncated or edited)")
     if config is not None and (sidecar.get("config_hash") != config_hash(config)
-                               or sidecar.get("code_version") != __version__):
+                               or sidecar.get("code_version") != code_version()):
         raise CacheMiss(f"{name}: cached for another configuration or code version")
     return pd.read_csv(io.BytesIO(data))
 
@@ -198,7 +211,7 @@ def _point_cached(point_dir: Path, config: dict) -> bool:
 
 def _point_key(config: dict) -> str:
     """A grid point's cache key: its full configuration and the code version."""
-    return config_hash({"config": config, "code_version": __version__})
+    return config_hash({"config": config, "code_version": code_version()})
 
 
 def _read_point(point_dir: Path, config: dict) -> pd.DataFrame:
