@@ -1,0 +1,254 @@
+"""The shared privacy audit: sane values on a tiny problem, the influence and the MLP polish against direct
+computations, the ranking agreement on hand-made rankings, and clear errors for bad inputs."""
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mislib import audit, indicator, models
+from mislib import quantizers as Q
+from mislib.datasets.synthetic import GaussianMixture
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small batched linear algebra: one thread is fastest, and much faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """An over-fitted logistic regression (16 features, 32 members) audited with 8 shadows."""
+    law = GaussianMixture(dim=16, k_modes=2, separation=2.0)
+    X, y = law.sample(64, seed=1)
+    Xt, yt = law.sample(400, seed=2)
+    quantizers = {"identity": Q.get("identity"), "coarse public grid": Q.get("fixed_grid", step=100.0),
+                  "uniform 4-bit": Q.get("uniform", bits=4), "stochastic rounding": Q.get("stochastic_rounding",
+                                                                                           step=0.05)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = audit.audit(X, y, Xt, yt, quantizers, model=audit.ModelSpec(kind="logistic", ridge=1e-4),
+                            n_shadow=8, seed=3, n_bootstrap=50, indicator_bootstrap=4)
+    return table, (X, y, Xt, yt, quantizers)
+
+
+def _value(table, quantizer, method, measurement):
+    row = table[(table.quantizer == quantizer) & (table.method == method) & (table.measurement == measurement)]
+    assert len(row) == 1, (quantizer, method, measurement, len(row))
+    return row.iloc[0]
+
+
+def test_table_is_tidy_and_complete(tiny):
+    table, _ = tiny
+    assert list(table.columns) == list(audit.COLUMNS)
+    assert set(table.sample_size) == {32} and set(table.seed) == {3} and set(table.model) == {"logistic"}
+    keys = ["quantizer", "method", "measurement"]
+    assert not table.duplicated(keys).any()
+    for q in ("identity", "coarse public grid", "uniform 4-bit"):
+        methods = set(table[table.quantizer == q].method)
+        assert set(audit.ATTACKS) | {"best_attack", "indicator", "test", "quantizer", "cost"} <= methods
+    # stochastic rounding has no cells: no white-box attack
+    sr = set(table[table.quantizer == "stochastic rounding"].method)
+    assert "whitebox" not in sr and "lira_online" in sr
+    assert _value(table, "uniform 4-bit", "cost", "shadow_model_fits").value == 9
+    assert _value(table, "uniform 4-bit", "cost", "indicator_model_fits").value == 1
+    assert _value(table, "(all)", "cost", "indicator_interval_model_fits").value == 4
+    total = _value(table, "(all)", "cost", "shadow_audit_total_seconds").value
+    assert total >= _value(table, "uniform 4-bit", "cost", "shadow_audit_seconds").value > 0
+
+
+def test_identity_release_of_an_overfit_model_leaks(tiny):
+    table, _ = tiny
+    lira = _value(table, "identity", "lira_online", "auc")
+    assert lira.value > 0.6 and lira.value_low > 0.5          # above a coin, beyond its interval
+    assert _value(table, "identity", "best_attack", "auc").value >= _value(table, "identity", "lira_online",
+                                                                              "auc").value
+    # no margins: every coordinate is at risk, r_min = 0
+    assert _value(table, "identity", "indicator", "r_min_with_scale").value == 0
+    assert _value(table, "identity", "test", "accuracy").value > 0.8
+
+
+def test_coarse_public_grid_hides_membership(tiny):
+    table, _ = tiny
+    # step 100: every weight rounds to 0, every model releases the same thing
+    for attack in ("lira_online", "lira_offline", "loss_threshold"):
+        assert _value(table, "coarse public grid", attack, "auc").value == pytest.approx(0.5)
+    assert abs(_value(table, "coarse public grid", "whitebox", "auc").value - 0.5) < 0.1
+    r = _value(table, "coarse public grid", "indicator", "r_min_with_scale")
+    assert r.value > 1.0 and r.value_low > 0.5
+    assert _value(table, "coarse public grid", "test", "accuracy").value == pytest.approx(0.5, abs=0.1)
+
+
+def test_same_seed_same_numbers(tiny):
+    table, (X, y, Xt, yt, quantizers) = tiny
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = audit.audit(X, y, Xt, yt, quantizers, model=audit.ModelSpec(kind="logistic", ridge=1e-4),
+                            n_shadow=8, seed=3, n_bootstrap=50, indicator_bootstrap=4)
+    keep = table.method != "cost"
+    pd.testing.assert_frame_equal(table[keep].reset_index(drop=True), again[again.method != "cost"]
+                                  .reset_index(drop=True))
+
+
+def test_shadow_masks_are_balanced():
+    masks = audit.shadow_masks(10, 6, seed=0)
+    assert masks.shape == (6, 10)
+    assert (masks.sum(0) == 3).all() and (masks.sum(1) == 5).all()
+    assert (masks[0] == ~masks[1]).all()
+
+
+def test_influence_matches_a_refit():
+    law = GaussianMixture(dim=3, k_modes=2, separation=1.0)
+    X, y = law.sample(400, seed=0)
+    ridge = 1e-2
+    module = models.LogisticRegression.from_coefficients(models.fit_logistic(X, y, ridge))
+    Xn, yn = law.sample(3, seed=1)
+    shifts = audit.influence_shifts(module, X, y, Xn, yn, "logistic", ridge=ridge)
+    base = models.fit_logistic(X, y, ridge)
+    for j in range(3):
+        refit = models.fit_logistic(torch.cat([X, Xn[j:j + 1]]), torch.cat([y, yn[j:j + 1]]), ridge)
+        actual = refit - base
+        # first order in 1/n: relative error of a few percent (n / (n + 1) and the curvature term)
+        assert torch.allclose(shifts[j], actual, rtol=0.05, atol=0.05 * float(actual.abs().max()))
+
+
+def test_mlp_derivatives_and_polish():
+    law = GaussianMixture(dim=5, k_modes=4, separation=3.0)
+    X, y = law.sample(80, seed=0)
+    weights = torch.ones(3, 80, dtype=torch.float64)
+    weights[1, :40] = 0
+    weights[2, ::3] = 2
+    params = models.fit_mlp_head(X, y, 2, ridge=1e-2, n_iter=200, sample_weight=weights)
+    polished = audit.polish_mlp(params, X, y, weights, ridge=1e-2)
+    w = weights / weights.sum(1, keepdim=True)
+    _, g, H, _ = audit._mlp_derivatives(polished, X, y, w, "classification", 1e-2)
+    assert float(g.abs().max()) < 1e-8
+    assert bool((torch.linalg.eigvalsh(H)[:, 0] > 0).all())
+    # the analytic Hessian equals torch.func's, up to the order of the parameters
+    module = models.MLPHead.from_params(polished, index=2)
+    problem = indicator._Problem(module, X, y, "logistic", 1e-2, weights[2], None, 2 ** 22)
+    H_ref = problem.hessian(problem.theta)
+    h, d = 2, 5
+    order = []                                  # combined layout [W_j, b_j] per unit, v, c -> named order
+    for j in range(h):
+        order += [j * d + k for k in range(d)] + [h * d + j]
+    order += [h * d + h + j for j in range(h)] + [h * d + 2 * h]
+    index = torch.tensor(order)
+    assert torch.allclose(H[2], H_ref[index][:, index], atol=1e-7)
+
+
+def test_build_quantizers_resolves_public_steps():
+    qs = audit.build_quantizers([("a", "fixed_grid", {"step": "public:4", "offset": "public:4*0.5"}),
+                                 ("b", "uniform", {"bits": 2, "scale_format": "public", "scale": "public:2"})],
+                                public_absmax=3.5)
+    assert qs["a"].step == pytest.approx(0.5) and qs["a"].offset == pytest.approx(0.25)
+    assert qs["b"].scale == pytest.approx(3.5)
+    with pytest.raises(ValueError, match="public scale"):
+        audit.build_quantizers([("a", "fixed_grid", {"step": "public:4"})])
+
+
+# ------------------------------------------------------------------------------------------------ agreement
+
+def test_agreement_perfect_reversed_and_ties():
+    score = [3.0, 2.0, 1.0, 0.0]               # higher = more private
+    delta = [0.1, 0.2, 0.3, 0.4]               # higher = less private
+    same = audit.ranking_agreement(score, delta, reference_higher_is_private=False)
+    assert same.n_separated == 6 and same.concordant_fraction == 1.0 and same.kendall_tau == pytest.approx(1)
+    reverse = audit.ranking_agreement(score[::-1], delta, reference_higher_is_private=False)
+    assert reverse.concordant_fraction == 0.0 and reverse.kendall_tau == pytest.approx(-1)
+    ties = audit.ranking_agreement([0.0, 0.0, 0.0, 0.0], delta, reference_higher_is_private=False)
+    assert ties.concordant_fraction == 0.5 and math.isnan(ties.kendall_tau)
+    infinite = audit.ranking_agreement([math.inf, 1.0, 0.5, 0.0], delta, reference_higher_is_private=False)
+    assert infinite.concordant_fraction == 1.0
+
+
+def test_agreement_counts_only_pairs_separated_beyond_intervals():
+    score = [1.0, 2.0, 3.0]
+    reference = np.array([0.10, 0.12, 0.50])   # first two overlap, the third is apart
+    low, high = reference - 0.05, reference + 0.05
+    result = audit.ranking_agreement(score, reference, low, high, reference_higher_is_private=False)
+    # pairs (0, 2) and (1, 2) are separated; the score calls 2 the most private, the reference the least
+    assert result.n_pairs == 3 and result.n_separated == 2 and result.concordant == 0.0
+    flipped = audit.ranking_agreement(score, reference, low, high, reference_higher_is_private=True)
+    assert flipped.concordant_fraction == 1.0
+    nothing = audit.ranking_agreement(score, [0.1, 0.1, 0.1], [0, 0, 0], [1, 1, 1])
+    assert nothing.n_separated == 0 and math.isnan(nothing.concordant_fraction)
+
+
+def test_agreement_table_groups_and_pools():
+    rows = []
+    for n, flip in ((10, False), (20, True)):
+        for q, r, auc in (("a", 1.0, 0.9), ("b", 2.0, 0.7), ("c", 3.0, 0.5)):
+            rows.append(dict(model="m", quantizer=q, sample_size=n, seed=0, method="indicator",
+                             measurement="r_soft", value=-r if flip else r, value_low=np.nan, value_high=np.nan))
+            rows.append(dict(model="m", quantizer=q, sample_size=n, seed=0, method="best_attack",
+                             measurement="auc", value=auc, value_low=auc - 0.01, value_high=auc + 0.01))
+    table = pd.DataFrame(rows)
+    agreement = audit.agreement_table(table, ("indicator", "r_soft"), ("best_attack", "auc"))
+    assert list(agreement.sample_size) == [10, 20]
+    assert list(agreement.concordant_fraction) == [1.0, 0.0]
+    pooled = audit.pooled_agreement(agreement)
+    assert pooled["n_separated"] == 6 and pooled["concordant_fraction"] == 0.5
+    discordant = audit.discordant_pairs(table, ("indicator", "r_soft"), ("best_attack", "auc"))
+    assert list(discordant.sample_size) == [20, 20, 20]          # every separated pair of the flipped group
+    assert set(discordant["more private (reference)"]) == {"b", "c"}
+    assert audit.discordant_pairs(table[table.sample_size == 10], ("indicator", "r_soft"),
+                                  ("best_attack", "auc")).empty
+    only_two = audit.agreement_table(table, ("indicator", "r_soft"), ("best_attack", "auc"), quantizers=["a", "b"])
+    assert list(only_two.n_items) == [2, 2]
+    with pytest.raises(ValueError, match="no rows with method"):
+        audit.agreement_table(table, ("indicator", "r_min"), ("best_attack", "auc"))
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs
+
+def test_agreement_bad_inputs():
+    with pytest.raises(ValueError, match="NaN"):
+        audit.ranking_agreement([1.0, np.nan], [0.1, 0.2])
+    with pytest.raises(ValueError, match="one per item"):
+        audit.ranking_agreement([1.0, 2.0], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="at least 2 items"):
+        audit.ranking_agreement([1.0], [0.1])
+    with pytest.raises(ValueError, match="inside its interval"):
+        audit.ranking_agreement([1.0, 2.0], [0.1, 0.2], [0.15, 0.1], [0.2, 0.3])
+    with pytest.raises(ValueError, match="both reference_low and reference_high"):
+        audit.ranking_agreement([1.0, 2.0], [0.1, 0.2], [0.0, 0.1])
+
+
+def test_audit_bad_inputs(tiny):
+    _, (X, y, Xt, yt, quantizers) = tiny
+    q = {"identity": Q.get("identity")}
+    with pytest.raises(ValueError, match="even"):
+        audit.audit(X, y, Xt, yt, q, n_shadow=7)
+    with pytest.raises(ValueError, match="n_shadow must be >= 4"):
+        audit.audit(X, y, Xt, yt, q, n_shadow=2)
+    with pytest.raises(TypeError, match="dict"):
+        audit.audit(X, y, Xt, yt, [Q.get("identity")])
+    with pytest.raises(TypeError, match="Quantizer"):
+        audit.audit(X, y, Xt, yt, {"bad": "identity"})
+    with pytest.raises(ValueError, match="features"):
+        audit.audit(X, y, Xt[:, :3], yt, q)
+    with pytest.raises(ValueError, match="one target per row"):
+        audit.audit(X, y[:-1], Xt, yt, q)
+    with pytest.raises(ValueError, match="NaN"):
+        audit.audit(torch.full_like(X, float("nan")), y, Xt, yt, q)
+    with pytest.raises(ValueError, match="binary"):
+        audit.audit(X, y + (y == 1).double(), Xt, yt, q)
+    with pytest.raises(ValueError, match="class indices"):
+        audit.audit(X, y + 0.5, Xt, yt, q)
+    with pytest.raises(ValueError, match="use model 'linear'"):
+        audit.audit(X, y, Xt, yt, q, model="logistic", task="regression")
+    with pytest.raises(ValueError, match="unknown model"):
+        audit.audit(X, y, Xt, yt, q, model="forest")
+    with pytest.raises(ValueError, match="disagrees"):
+        audit.audit(X, y, Xt, yt, q, model=audit.ModelSpec(kind="linear", task="regression"),
+                    task="classification")
+    with pytest.raises(ValueError, match="at least 8"):
+        audit.audit(X[:6], y[:6], Xt, yt, q)

@@ -1,0 +1,140 @@
+"""The conclusions of notebooks/05_synthetic_ranking, read back from the committed paper-preset table
+data/results/synthetic_ranking.csv (not recomputed: the table is checked against its sealed checksum)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mislib import audit
+from mislib.experiments import read_table
+from mislib.paths import PROJECT_ROOT
+
+RESULTS = PROJECT_ROOT / "data" / "results"
+ATTACK, TRUTH = "best_attack.auc", "monte_carlo.delta_best_lower_bound"
+R_MIN, R_SOFT, BITS = "indicator.r_min_with_scale", "indicator.r_soft_with_scale", "quantizer.bits_per_weight"
+
+
+@pytest.fixture(scope="module")
+def table():
+    if not (RESULTS / "synthetic_ranking.csv").exists():
+        pytest.skip("no committed paper table (run: python -m mislib.reproduce --preset paper --only 05)")
+    return read_table("synthetic_ranking", directory=RESULTS)     # checksum verified
+
+
+@pytest.fixture(scope="module")
+def config():
+    return json.loads((RESULTS / "synthetic_ranking.json").read_text())["config"]
+
+
+@pytest.fixture(scope="module")
+def datasets(config):
+    high, low = (data["dataset"] for data in config["datasets"])
+    return high, low
+
+
+@pytest.fixture(scope="module")
+def pooled(table):
+    return audit.pooled_agreement(audit.study_agreement(table), ["dataset", "model", "reference", "score"])
+
+
+def _pooled(pooled, dataset, model, reference, score, field="concordant_fraction"):
+    row = pooled[(pooled.dataset == dataset) & (pooled.model == model) & (pooled.reference == reference)
+                 & (pooled.score == score)]
+    assert len(row) == 1
+    return float(row[field].iloc[0])
+
+
+def test_table_is_the_paper_design(table, config, datasets):
+    high, low = datasets
+    assert list(table.columns) == ["dataset", *audit.COLUMNS]
+    keys = ["dataset", "model", "quantizer", "sample_size", "seed", "method", "measurement"]
+    assert not table.duplicated(keys).any()
+    first = config["datasets"][0]
+    assert first["dim"] == 128 and first["n_shadow"] >= 64 and sorted(first["models"]) == ["logistic", "mlp"]
+    for dataset in (high, low):
+        sizes = sorted(table[table.dataset == dataset].sample_size.unique())
+        assert len(sizes) >= 4 and sizes[-1] / sizes[0] >= 16
+    fits = table[(table.method == "cost") & (table.measurement == "shadow_model_fits")]
+    assert (fits.value >= 65).all()
+    quantizers = set(table[table.dataset == high].quantizer) - {"(all)"}
+    assert len(quantizers) >= 10
+    for needed in ("uniform 8-bit", "uniform 4-bit", "uniform 3-bit", "uniform 2-bit", "sign", "ternary absmean",
+                   "ternary 33% sparse", "ternary 50% sparse", "ternary 90% sparse", "pruning 33%", "pruning 50%",
+                   "pruning 90%", "k-means 3-bit", "stochastic rounding, public 4-bit grid",
+                   "uniform 4-bit, public scale"):
+        assert needed in quantizers, needed
+    methods = set(table[table.dataset == high].method)
+    assert set(audit.ATTACKS) | {"indicator", "test", "cost", "best_attack"} <= methods
+    assert (table[table.dataset == low].method == "monte_carlo").any()
+
+
+def test_r_soft_ranks_like_the_best_attack_in_dimension_128(pooled, datasets):
+    high, _ = datasets
+    for model in ("logistic", "mlp"):
+        assert _pooled(pooled, high, model, ATTACK, R_SOFT) >= 0.95
+        assert _pooled(pooled, high, model, ATTACK, R_SOFT, "n_separated") >= 100
+        assert _pooled(pooled, high, model, ATTACK, R_SOFT, "mean_kendall_tau") > 0.5
+        # r_min does worse than a coin on the same pairs, the naive "fewer bits" clearly worse than r_soft
+        assert _pooled(pooled, high, model, ATTACK, R_MIN) < 0.5
+        assert _pooled(pooled, high, model, ATTACK, BITS) < _pooled(pooled, high, model, ATTACK, R_SOFT) - 0.05
+
+
+def test_indicators_rank_like_the_montecarlo_truth_in_dimension_1(pooled, datasets):
+    _, low = datasets
+    assert _pooled(pooled, low, "logistic", TRUTH, R_MIN) >= 0.85
+    assert _pooled(pooled, low, "logistic", TRUTH, R_SOFT) >= 0.8
+    assert _pooled(pooled, low, "logistic", TRUTH, BITS) < 0.65
+    assert _pooled(pooled, low, "logistic", TRUTH, R_SOFT, "n_separated") >= 50
+    assert _pooled(pooled, low, "logistic", ATTACK, R_SOFT, "n_separated") == 0   # attacks separate nothing
+
+
+def test_the_best_score_is_an_indicator(pooled, datasets):
+    high, _ = datasets
+    for (dataset, _, _), group in pooled[pooled.n_separated > 0].groupby(["dataset", "model", "reference"]):
+        winner = group.sort_values("concordant_fraction", ascending=False).iloc[0].score
+        assert winner.startswith("indicator.")
+        if dataset == high:
+            assert "r_soft" in winner
+
+
+def test_r_min_in_dimension_128_is_zero_or_vanishing(table, datasets):
+    high, _ = datasets
+    r_min = table[(table.dataset == high) & (table.method == "indicator") & (table.measurement == "r_min_with_scale")]
+    flags = table[(table.dataset == high) & (table.method == "quantizer") & (table.measurement == "continuous_scale")]
+    continuous = set(flags[flags.value == 1].quantizer)
+    assert (r_min[r_min.quantizer.isin(continuous)].value == 0).all()
+    positive = r_min[r_min.value > 0]
+    assert set(positive.quantizer) <= {"uniform 4-bit, public scale", "uniform 4-bit, power-of-two scale"}
+    assert (positive.value * positive.sample_size).max() < 1e-2
+
+
+def test_indicator_bound_is_above_the_montecarlo_truth(table):
+    versus = audit.indicator_vs_montecarlo(table)
+    versus = versus[versus["quantizer.deterministic"] == 1]
+    above = versus["monte_carlo.delta_best_lower_bound_low"] > versus["indicator.delta_bound_with_scale"]
+    assert len(versus) >= 50 and above.mean() <= 0.05
+
+
+def test_coarse_quantization_hides_members_at_the_smallest_n(table, datasets):
+    high, _ = datasets
+    n0 = table[table.dataset == high].sample_size.min()
+    for model in ("logistic", "mlp"):
+        part = table[(table.dataset == high) & (table.model == model) & (table.sample_size == n0)
+                     & (table.seed == 0)]
+        wide = audit.wide_table(part, [("best_attack", "auc"), ("indicator", "r_soft_with_scale")], ["quantizer"])
+        wide = wide.set_index("quantizer")
+        identity, coarse = wide.loc["identity"], wide.loc["uniform 2-bit"]
+        assert identity["best_attack.auc"] > 0.9
+        assert coarse["best_attack.auc_high"] < identity["best_attack.auc_low"]
+        assert coarse["indicator.r_soft_with_scale"] > identity["indicator.r_soft_with_scale"]
+
+
+def test_the_indicator_is_much_cheaper_than_a_shadow_audit(table, datasets, config):
+    high, _ = datasets
+    costs = audit.cost_summary(table)
+    costs_high = costs[costs.dataset == high]
+    assert (costs.shadow_model_fits == config["datasets"][0]["n_shadow"] + 1).all()
+    assert (costs.indicator_model_fits == 1).all()
+    assert costs_high.shadow_over_indicator.min() > 5
+    assert np.median(costs_high.shadow_over_indicator) > 10
