@@ -1,0 +1,89 @@
+"""Student copies (issue 8, item 4): every notebook ends with two or three exercises whose solutions sit in cells
+tagged ``solution``; ``make student`` (``mislib.student.write_student_copies``) writes copies without them, and the
+copies run on their own at the smoke preset."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import nbformat
+import pytest
+
+from mislib.paths import PROJECT_ROOT
+from mislib.reproduce import run_notebook
+from mislib.student import SOLUTION_TAG, write_student_copies
+
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _is_solution(cell) -> bool:
+    return SOLUTION_TAG in cell.get("metadata", {}).get("tags", [])
+
+
+def _numbered_items(markdown: str) -> int:
+    return len(re.findall(r"^\s{0,3}\d+\.\s", markdown, flags=re.MULTILINE))
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 5, NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_ends_with_exercises_and_tagged_solutions(path):
+    cells = nbformat.read(path, as_version=4).cells
+    solutions = [i for i, cell in enumerate(cells) if _is_solution(cell)]
+    assert 2 <= len(solutions) <= 3, f"{path.name}: {len(solutions)} solution cells"
+    assert all(cells[i].cell_type == "code" for i in solutions), f"{path.name}: a solution cell is not code"
+    assert all(cells[i].source.strip() for i in solutions), f"{path.name}: an empty solution cell"
+    # The exercises: the last "Exercises" heading before the first solution, one numbered item per solution.
+    headings = [i for i, cell in enumerate(cells[:solutions[0]])
+                if cell.cell_type == "markdown" and re.search(r"^#+\s*Exercises", cell.source, flags=re.MULTILINE)]
+    assert headings, f"{path.name}: no '## Exercises' heading before the solutions"
+    exercises = cells[headings[-1]].source.split("Exercises", 1)[1]
+    assert _numbered_items(exercises) == len(solutions), f"{path.name}: exercises and solutions differ in number"
+    # Solutions come last: no ordinary code cell after the first solution. The student copy's code is then a
+    # prefix of the notebook's, so it cannot depend on a solution (what executing the copies checks below).
+    later_code = [i for i, cell in enumerate(cells) if i > solutions[0] and cell.cell_type == "code"
+                  and not _is_solution(cell)]
+    assert not later_code, f"{path.name}: code cells {later_code} come after a solution"
+
+
+@pytest.fixture(scope="module")
+def student_copies(tmp_path_factory):
+    destination = tmp_path_factory.mktemp("student")
+    return write_student_copies(NOTEBOOK_DIR, destination)
+
+
+def test_student_copies_keep_everything_but_the_solutions(student_copies):
+    assert [p.name for p in student_copies] == [p.name for p in NOTEBOOKS]
+    for original_path, copy_path in zip(NOTEBOOKS, student_copies):
+        original = nbformat.read(original_path, as_version=4).cells
+        copy = nbformat.read(copy_path, as_version=4).cells
+        assert not any(_is_solution(cell) for cell in copy), copy_path.name
+        assert [c.source for c in copy] == [c.source for c in original if not _is_solution(c)], copy_path.name
+        assert any("Exercises" in c.source for c in copy if c.cell_type == "markdown"), copy_path.name
+        nbformat.validate(nbformat.read(copy_path, as_version=4))
+
+
+@pytest.mark.slow
+def test_student_copies_execute_at_the_smoke_preset(student_copies, tmp_path, monkeypatch):
+    """Each copy runs from a fresh kernel (papermill, as in class). Outputs go to a temporary folder, so that the
+    committed figures and tables are never touched; caches (embeddings, grid points) are shared as in make test."""
+    monkeypatch.setenv("MISLIB_PRESET", "smoke")
+    monkeypatch.setenv("MISLIB_OUTPUT_DIR", str(tmp_path / "outputs"))
+    monkeypatch.delenv("MISLIB_DASK_ADDRESS", raising=False)
+    failures, seconds = [], {}
+    start = time.perf_counter()
+    for path in student_copies:
+        run = run_notebook(path, "smoke", "cpu", tmp_path / "executed")
+        seconds[path.stem] = round(run.seconds, 1)
+        if not run.ok:
+            failures.append(f"{path.name}: {run.error}")
+    total = time.perf_counter() - start
+    print(f"student copies executed in {total:.0f} s: {seconds}")
+    assert not failures, failures
+    executed = sorted(p.name for p in (tmp_path / "executed").glob("*.ipynb"))
+    assert executed == [p.name for p in student_copies]
+    assert any((tmp_path / "outputs" / "figures").glob("*.png")), "the copies drew no figure"
