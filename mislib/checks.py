@@ -56,8 +56,23 @@ def check_choice(name: str, value, choices) -> str:
 
 
 def resolve_device(device) -> torch.device:
-    """'cpu' (default), 'cuda', 'cuda:N' or a torch.device; a clear error when CUDA is asked for but absent."""
-    device = torch.device(device if device is not None else "cpu")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was requested but no CUDA device is available; use device='cpu'")
+    """'cpu' (default), 'cuda', 'cuda:N' or a torch.device; a clear error for anything else, and when CUDA is
+    asked for but absent."""
+    if device is None:
+        return torch.device("cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be 'cpu', 'cuda', 'cuda:N' or a torch.device, "
+                        f"got {type(device).__name__} ({device!r})")
+    try:
+        device = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {str(device)!r} is not supported; use 'cpu', 'cuda' or 'cuda:N'")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' was requested but no CUDA device is available; use device='cpu'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(f"device {str(device)!r} was requested but only {torch.cuda.device_count()} "
+                               "CUDA device(s) exist")
     return device

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 import time
@@ -92,9 +93,32 @@ def _csv_bytes(table: pd.DataFrame) -> bytes:
     return buffer.getvalue().encode()
 
 
+def _check_name(name) -> str:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise ValueError(f"name must be a plain file name (letters, digits, _ . -), got {name!r}")
+    return name
+
+
+def _check_config(config, what: str = "config") -> dict:
+    if not isinstance(config, dict):
+        raise TypeError(f"{what} must be a dict, got {type(config).__name__}")
+    try:
+        json.dumps(config, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} must be JSON-serialisable (str, numbers, bools, None, lists, dicts): {exc}") from exc
+    return config
+
+
+def _check_frame(table, what: str = "table") -> pd.DataFrame:
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"{what} must be a pandas DataFrame, got {type(table).__name__}")
+    return table
+
+
 def write_table(name: str, table: pd.DataFrame, config: dict, *, seeds: Iterable[int] = (),
                 wall_time_s: float | None = None, directory: Path | None = None) -> Path:
     """Write the CSV and its JSON sidecar atomically (CSV first, sidecar last: the sidecar seals the pair)."""
+    _check_name(name), _check_frame(table), _check_config(config)
     directory = Path(directory) if directory is not None else results_dir()
     csv_path, json_path = directory / f"{name}.csv", directory / f"{name}.json"
     data = _csv_bytes(table)
@@ -144,13 +168,14 @@ def read_table(name: str, config: dict | None = None, directory: Path | None = N
 def cached_table(name: str, config: dict, compute: Callable[[], pd.DataFrame], *, seeds: Iterable[int] = (),
                  refresh: bool = False, directory: Path | None = None) -> pd.DataFrame:
     """Return the table for ``config``: read it if a valid cache exists, else compute, write and return it."""
+    _check_name(name), _check_config(config)
     if not refresh:
         try:
             return read_table(name, config, directory)
         except CacheMiss:
             pass
     start = time.perf_counter()
-    table = compute()
+    table = _check_frame(compute(), f"compute() for {name!r}")
     write_table(name, table, config, seeds=seeds, wall_time_s=time.perf_counter() - start, directory=directory)
     # Read back what was written, so the returned table is exactly the cached one (same dtypes, same rounding).
     return read_table(name, config, directory)
@@ -168,7 +193,12 @@ def cached_grid(name: str, configs: list[dict], compute_rows: Callable[[dict], p
     """
     from .paths import cache_dir
 
-    shared = dict(shared or {})
+    _check_name(name)
+    if not isinstance(configs, list) or not configs:
+        raise ValueError("configs must be a non-empty list: a grid needs at least one configuration")
+    for config in configs:
+        _check_config(config, "each entry of configs")
+    shared = dict(_check_config(shared or {}, "shared"))
     full = {"grid": configs, "shared": shared}
     if not refresh:
         try:
