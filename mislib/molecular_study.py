@@ -1,0 +1,757 @@
+"""The molecular study (THEORY.md §6, issue 6): privacy against performance of quantized MLP heads.
+
+For every task (``mislib.datasets.molecules``), embedder (``mislib.embedders``) and seed, ``configuration_rows``
+runs one audit (``mislib.audit.audit``) of an MLP head on frozen embeddings and returns its tidy rows. The steps
+that are specific to molecules live here; everything else (training target and shadows in one batched call,
+release, indicator, attacks, test metrics) is ``mislib.audit``.
+
+1. **Molecules.** ``molecules.load(task, n_molecules, seed=data_seed)``: one fixed subsample per task, the same
+   for every seed (so that each embedding is computed once and cached by ``embedders.embed_cached``).
+   Molecules the embedder fails on (NaN rows) are dropped and counted.
+2. **Split** (``split_molecules``, seeded, stratified by class for classification): a *reference* part, used
+   only to fit the preprocessing; a *test* part, used only to measure task performance; and the *pool*, which
+   the audit splits at random into the target's members and non-members (equal halves) and from which the
+   shadow models draw their training halves. No molecule is in two parts.
+3. **Features** (``Featuriser``, fitted on the reference molecules only, so that the preprocessing is the same
+   public map for the target and every shadow and carries no information about who is a member):
+   continuous embeddings (RDKit 2D, MiniMol) are imputed and standardised with ``embedders.Standardiser``
+   (clipped at ``clip`` standard deviations); fingerprints (ECFP4, MACCS) stay 0/1. Then every embedding is
+   projected on its first ``n_features`` principal components (of the reference molecules), each scaled to
+   unit variance. Why: an MLP on the 2,048 ECFP4 bits has h x 2,050 weights, and the sandwich standard errors
+   of the indicator need the Hessian of all of them; with ``n_features`` components the head has
+   ``h (n_features + 2) + 1`` weights for every embedder, so the four embedders are compared with heads of the
+   same size, and the exact (Cholesky) sandwich stays cheap.
+4. **Targets.** Regression labels are standardised with the reference molecules' mean and standard deviation;
+   the RMSE is reported back in the task's units (``target_scale`` times the standardised RMSE).
+5. **Audit** (``mislib.audit.audit``) with an ``audit.ModelSpec("mlp", ...)`` and the quantizers of
+   ``STUDY_QUANTIZERS``.
+
+The table ``data/results/molecular.csv`` (``run_study``, resumable through ``experiments.cached_grid``) has the
+audit's columns (``audit.COLUMNS``) preceded by ``task``, ``task_kind``, ``embedder``, ``n_features``,
+``n_molecules``, ``n_reference``, ``n_test``, ``n_pool``, ``target_scale`` and ``init_seed`` (the MLP's
+initialisation: the seed, unless the target had to be retrained, see ``configuration_rows``). A configuration
+whose target never reached a positive-definite minimum has a single row, method ``failure`` (``failures``).
+
+Reading it: ``summarise`` (one row per task, embedder and quantizer, seeds averaged), ``pareto_front``,
+``quantizer_ranking`` and ``conclusions`` (what the notebook states, computed from the table), and
+``plot_tradeoff`` (the figure).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .checks import check_choice, check_float, check_int
+
+TASKS = ("b3db_classification", "b3db_regression", "freesolv", "solubility")
+EMBEDDERS = ("ecfp4", "maccs", "rdkit2d", "minimol")
+CONTINUOUS_EMBEDDERS = ("rdkit2d", "minimol")   # standardised before the projection; fingerprints stay 0/1
+
+# (label, quantizer name, parameters), in the order figures and tables list them. All but identity and pruning
+# publish a float32 scale or codebook computed from the weights (a continuous channel, THEORY.md §2).
+STUDY_QUANTIZERS = (
+    ("identity", "identity", {}),
+    ("uniform 8-bit", "uniform", {"bits": 8}),
+    ("uniform 4-bit", "uniform", {"bits": 4}),
+    ("uniform 2-bit", "uniform", {"bits": 2}),
+    ("k-means 3-bit", "kmeans", {"bits": 3}),
+    ("ternary absmean", "ternary_absmean", {}),
+    ("ternary 90% sparse", "ternary_sparsity", {"sparsity": 0.9}),
+    ("sign", "sign", {}),
+    ("pruning 50%", "magnitude_pruning", {"sparsity": 0.5}),
+    ("pruning 90%", "magnitude_pruning", {"sparsity": 0.9}),
+)
+REFERENCE_QUANTIZER = "identity"
+LOW_BITS = 2.0   # "aggressive" quantizers in the conclusions: at most this many bits per stored weight
+
+# The privacy and performance measurements the summaries use: (column, method, measurement).
+# LiRA: the online test with one pooled variance, what Carlini et al. (2022) recommend below 64 shadow models.
+PRIVACY_COLUMNS = (
+    ("lira_auc", "lira_online_fixed_variance", "auc"),
+    ("lira_advantage", "lira_online_fixed_variance", "advantage"),
+    ("lira_tpr_at_1pct_fpr", "lira_online_fixed_variance", "tpr_at_1pct_fpr"),
+    ("loss_attack_auc", "loss_threshold", "auc"),
+    ("best_attack_auc", "best_attack", "auc"),
+    ("r_min", "indicator", "r_min"),
+    ("r_soft", "indicator", "r_soft"),
+)
+PERFORMANCE_COLUMNS = {
+    "classification": (("auroc", "test", "auroc"), ("accuracy", "test", "accuracy")),
+    "regression": (("r2", "test", "r2"), ("rmse", "test", "rmse"), ("spearman", "test", "spearman")),
+}
+# The one performance number per task kind the trade-off figure and the ranking use (higher = better).
+PRIMARY_PERFORMANCE = {"classification": "auroc", "regression": "r2"}
+PERFORMANCE_LABELS = {"auroc": "test AUROC", "accuracy": "test accuracy", "r2": "test R$^2$",
+                      "rmse": "test RMSE", "spearman": "test Spearman"}
+IDENTIFIERS = ("task", "task_kind", "embedder", "n_features", "n_molecules", "n_reference", "n_test", "n_pool",
+               "target_scale", "init_seed")
+# Retraining from another initialisation when the target's Hessian is not positive definite (configuration_rows).
+MAX_INIT_ATTEMPTS = 3
+INIT_SEED_STRIDE = 1000
+FAILURE_MEASUREMENT = "hessian_not_positive_definite"   # method "failure": value = initialisations tried
+
+
+# ---------------------------------------------------------------------------------------------------- split
+
+@dataclass(frozen=True)
+class MolecularSplit:
+    """Indices (into a task's molecules) of the three disjoint parts; see ``split_molecules``."""
+
+    reference: np.ndarray
+    test: np.ndarray
+    pool: np.ndarray
+
+
+def _fraction(name: str, value) -> float:
+    return check_float(name, value, low=0.0, high=1.0, low_open=True, high_open=True)
+
+
+def split_molecules(y, kind: str, *, reference_fraction: float = 0.2, test_fraction: float = 0.2,
+                    seed: int = 0) -> MolecularSplit:
+    """Split ``len(y)`` molecules into reference / test / pool parts (sorted index arrays, disjoint, covering).
+
+    Sizes: ``round(reference_fraction * N)`` and ``round(test_fraction * N)``, the pool gets the rest; each part
+    must be non-empty and the pool needs at least 8 molecules (the audit trains on half of it). For
+    classification the reference and test parts keep the class proportions (largest remainder per class), and
+    the pool gets the rest of every class."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-d (one label per molecule), got shape {y.shape}")
+    check_choice("kind", kind, ("classification", "regression"))
+    reference_fraction = _fraction("reference_fraction", reference_fraction)
+    test_fraction = _fraction("test_fraction", test_fraction)
+    if reference_fraction + test_fraction >= 1:
+        raise ValueError(f"reference_fraction + test_fraction must be < 1 (the rest is the pool), got "
+                         f"{reference_fraction} + {test_fraction}")
+    seed = check_int("seed", seed, minimum=0)
+    n = y.size
+    n_reference, n_test = round(reference_fraction * n), round(test_fraction * n)
+    if n_reference < 1 or n_test < 1 or n - n_reference - n_test < 8:
+        raise ValueError(f"{n} molecules are too few for reference_fraction={reference_fraction} and "
+                         f"test_fraction={test_fraction}: each part needs a molecule and the pool 8")
+    rng = np.random.default_rng([seed, 6])
+    if kind == "regression":
+        order = rng.permutation(n)
+        parts = [order[:n_reference], order[n_reference:n_reference + n_test], order[n_reference + n_test:]]
+    else:
+        parts = [[], [], []]
+        classes = np.unique(y)
+        groups = [rng.permutation(np.flatnonzero(y == c)) for c in classes]
+        taken = np.zeros(len(classes), dtype=int)
+        for part, size in ((0, n_reference), (1, n_test)):
+            exact = size * np.array([g.size for g in groups]) / n
+            take = np.floor(exact).astype(int)
+            for k in np.argsort(-(exact - take), kind="stable")[: size - take.sum()]:
+                take[k] += 1
+            for k, group in enumerate(groups):
+                parts[part].extend(group[taken[k]:taken[k] + take[k]])
+            taken += take
+        for k, group in enumerate(groups):
+            parts[2].extend(group[taken[k]:])
+        parts = [np.asarray(p, dtype=np.int64) for p in parts]
+    return MolecularSplit(*(np.sort(p).astype(np.int64) for p in parts))
+
+
+# ------------------------------------------------------------------------------------------------- features
+
+class Featuriser:
+    """Embedding -> model inputs, fitted on reference molecules only (see the module notes, step 3).
+
+    ``standardise``: impute and standardise first (continuous embedders), clipped at ``clip``. Then the first
+    ``n_features`` principal components of the (centred) reference rows, each divided by its standard
+    deviation on the reference rows, so that every input has unit variance there. Component signs are fixed
+    (largest loading positive), so the same data give the same features."""
+
+    def __init__(self, n_features: int, *, standardise: bool, clip: float = 5.0):
+        self.n_features = check_int("n_features", n_features, minimum=1)
+        self.standardise = bool(standardise)
+        self.clip = check_float("clip", clip, low=0.0, low_open=True)
+
+    def fit(self, reference: np.ndarray) -> "Featuriser":
+        from .embedders import Standardiser
+
+        reference = _finite_matrix("reference", reference, allow_nan=self.standardise)
+        if self.standardise:
+            self.standardiser_ = Standardiser(clip=self.clip).fit(reference)
+            reference = self.standardiser_.transform(reference).astype(np.float64)
+        self.mean_ = reference.mean(axis=0)
+        centred = reference - self.mean_
+        _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+        std = singular / math.sqrt(max(1, reference.shape[0] - 1))
+        usable = int(np.sum(std > 1e-8 * max(float(std.max(initial=0.0)), 1e-300)))
+        if usable < self.n_features:
+            raise ValueError(f"n_features={self.n_features} principal components asked for, but the "
+                             f"{reference.shape[0]} reference molecules span only {usable} directions: use more "
+                             "molecules (a larger reference_fraction) or fewer features")
+        components = vt[: self.n_features]
+        signs = np.sign(components[np.arange(self.n_features), np.abs(components).argmax(axis=1)])
+        self.components_ = components * signs[:, None]
+        self.scale_ = std[: self.n_features]
+        return self
+
+    def transform(self, matrix: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "components_"):
+            raise RuntimeError("Featuriser.transform called before fit")
+        matrix = _finite_matrix("matrix", matrix, allow_nan=self.standardise)
+        if self.standardise:
+            matrix = self.standardiser_.transform(matrix).astype(np.float64)
+        if matrix.shape[1] != self.mean_.size:
+            raise ValueError(f"matrix has {matrix.shape[1]} columns, the featuriser was fitted on "
+                             f"{self.mean_.size}")
+        return ((matrix - self.mean_) @ self.components_.T) / self.scale_
+
+
+def _finite_matrix(name: str, value, allow_nan: bool) -> np.ndarray:
+    value = np.asarray(value, dtype=np.float64)
+    if value.ndim != 2 or value.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty 2-d array [molecules, features], got shape {value.shape}")
+    if not allow_nan and not np.isfinite(value).all():
+        raise ValueError(f"{name} has {int((~np.isfinite(value)).sum())} NaN or infinite entries; only "
+                         "continuous embedders (standardise=True) are imputed")
+    return value
+
+
+# ------------------------------------------------------------------------------------------- one configuration
+
+@dataclass
+class PreparedTask:
+    """Model inputs of one task, embedder and seed (what ``audit.audit`` receives), and their bookkeeping."""
+
+    X_pool: np.ndarray
+    y_pool: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    kind: str
+    target_scale: float      # regression: the reference labels' standard deviation (1.0 for classification)
+    n_molecules: int         # molecules embedded successfully
+    n_failed: int            # molecules the embedder could not handle (dropped)
+    split: MolecularSplit
+
+
+def prepare(task: str, embedder: str, *, n_molecules, seed: int, n_features: int, data_seed: int = 0,
+            reference_fraction: float = 0.2, test_fraction: float = 0.2, clip: float = 5.0,
+            progress: bool = False) -> PreparedTask:
+    """Load, embed (cached), split and featurise one task for one seed (module notes, steps 1-4)."""
+    from . import embedders
+    from .datasets import molecules
+
+    check_choice("task", task, TASKS)
+    check_choice("embedder", embedder, EMBEDDERS)
+    data = molecules.load(task, n_molecules=n_molecules, seed=data_seed)
+    X = embedders.embed_cached(data, embedder, progress=progress)
+    failed = embedders.failed_rows(X)
+    X, y = X[~failed], data.y[~failed]
+    split = split_molecules(y, data.kind, reference_fraction=reference_fraction, test_fraction=test_fraction,
+                            seed=seed)
+    featuriser = Featuriser(n_features, standardise=embedder in CONTINUOUS_EMBEDDERS, clip=clip)
+    featuriser.fit(X[split.reference])
+    y = y.astype(np.float64)
+    scale = 1.0
+    if data.kind == "regression":
+        centre, scale = float(y[split.reference].mean()), float(y[split.reference].std())
+        if not scale > 0:
+            raise ValueError(f"{task}: the reference molecules all have the same label; cannot standardise")
+        y = (y - centre) / scale
+    return PreparedTask(X_pool=featuriser.transform(X[split.pool]), y_pool=y[split.pool],
+                        X_test=featuriser.transform(X[split.test]), y_test=y[split.test], kind=data.kind,
+                        target_scale=scale, n_molecules=int(len(y)), n_failed=int(failed.sum()), split=split)
+
+
+def study_quantizers(specs=STUDY_QUANTIZERS) -> dict:
+    """``{label: Quantizer}`` for ``(label, name, params)`` triples (``audit.build_quantizers``)."""
+    from .audit import build_quantizers
+
+    return build_quantizers([tuple(s) for s in specs])
+
+
+def configuration_rows(item: dict) -> pd.DataFrame:
+    """The audit rows of one (task, embedder, seed). ``item`` holds ``task``, ``embedder``, ``seed`` and the
+    shared settings: ``n_molecules`` (a dict task -> size or None), ``data_seed``, ``reference_fraction``,
+    ``test_fraction``, ``n_features``, ``clip``, ``hidden``, ``ridge``, ``n_iter``, ``lr``, ``n_shadow``,
+    ``n_bootstrap``, ``indicator_bootstrap``, ``quantizers`` (triples) and optionally ``device``."""
+    import torch
+
+    from . import audit
+
+    task, embedder, seed = item["task"], item["embedder"], item["seed"]
+    sizes = item["n_molecules"]
+    prepared = prepare(task, embedder, n_molecules=sizes.get(task) if isinstance(sizes, dict) else sizes,
+                       seed=seed, n_features=item["n_features"], data_seed=item.get("data_seed", 0),
+                       reference_fraction=item["reference_fraction"], test_fraction=item["test_fraction"],
+                       clip=item.get("clip", 5.0))
+    as_tensor = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
+    quantizers = study_quantizers(item["quantizers"])
+    table = None
+    for attempt in range(MAX_INIT_ATTEMPTS):
+        # Why retries: the MLP objective is not convex. If the target ends where its Hessian is not positive
+        # definite (a saddle, or a hidden unit switched off by the ridge, whose free bias is a flat direction),
+        # the sandwich does not exist; the whole configuration (target and shadows alike) is retrained from
+        # another initialisation, and the table records which one (``init_seed``).
+        init_seed = seed + INIT_SEED_STRIDE * attempt
+        spec = audit.ModelSpec(kind="mlp", task=prepared.kind, ridge=item["ridge"], hidden=item["hidden"],
+                               n_iter=item["n_iter"], lr=item["lr"], init_seed=init_seed)
+        try:
+            table = audit.audit(as_tensor(prepared.X_pool), as_tensor(prepared.y_pool), as_tensor(prepared.X_test),
+                                as_tensor(prepared.y_test), quantizers, model=spec, n_shadow=item["n_shadow"],
+                                seed=seed, n_bootstrap=item["n_bootstrap"],
+                                indicator_bootstrap=item["indicator_bootstrap"], device=item.get("device"),
+                                model_label=f"mlp (hidden {item['hidden']})")
+            break
+        except ValueError as error:
+            if "positive definite" not in str(error):
+                raise
+    if table is None:
+        # Every initialisation ended on a singular Hessian (in our runs: a switched-off unit, whose minimum does
+        # not depend on the initialisation). The configuration is recorded as failed, not dropped silently.
+        table = pd.DataFrame([{"model": f"mlp (hidden {item['hidden']})", "quantizer": "(all)",
+                               "sample_size": int(prepared.split.pool.size // 2), "seed": seed,
+                               "method": "failure", "measurement": FAILURE_MEASUREMENT,
+                               "value": float(MAX_INIT_ATTEMPTS), "value_low": math.nan, "value_high": math.nan}])
+    rmse = (table["method"] == "test") & (table["measurement"] == "rmse")
+    table.loc[rmse, ["value", "value_low", "value_high"]] *= prepared.target_scale   # back to the task's units
+    ids = {"task": task, "task_kind": prepared.kind, "embedder": embedder, "n_features": item["n_features"],
+           "n_molecules": prepared.n_molecules, "n_reference": int(prepared.split.reference.size),
+           "n_test": int(prepared.split.test.size), "n_pool": int(prepared.split.pool.size),
+           "target_scale": prepared.target_scale, "init_seed": init_seed}
+    for position, (name, value) in enumerate(ids.items()):
+        table.insert(position, name, value)
+    return table
+
+
+def study_items(tasks: Sequence[str] = TASKS, embedders: Sequence[str] = EMBEDDERS,
+                seeds: Sequence[int] = (0, 1, 2)) -> list[dict]:
+    """The grid: one item per (task, embedder, seed)."""
+    for task in tasks:
+        check_choice("task", task, TASKS)
+    for embedder in embedders:
+        check_choice("embedder", embedder, EMBEDDERS)
+    seeds = [check_int("seed", s, minimum=0) for s in seeds]
+    if not tasks or not embedders or not seeds:
+        raise ValueError("tasks, embedders and seeds must each name at least one")
+    return [{"task": t, "embedder": e, "seed": s} for t in tasks for e in embedders for s in seeds]
+
+
+SETTING_KEYS = ("n_molecules", "data_seed", "reference_fraction", "test_fraction", "n_features", "clip", "hidden",
+                "ridge", "n_iter", "lr", "n_shadow", "n_bootstrap", "indicator_bootstrap")
+
+
+def run_study(settings: dict, *, tasks: Sequence[str] = TASKS, embedders: Sequence[str] = EMBEDDERS,
+              seeds: Sequence[int] = (0, 1, 2), quantizers=STUDY_QUANTIZERS, name: str = "molecular",
+              device: str | None = None, refresh: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Run (or read back) the whole grid and write ``data/results/<name>.csv`` with its sidecar.
+
+    ``settings`` holds every key of ``SETTING_KEYS``. Each (task, embedder, seed) is cached as soon as it is
+    done (``experiments.cached_grid``), so an interrupted run resumes. ``device`` is not part of the cache key
+    (a CPU and a GPU run are meant to give the same table)."""
+    from .experiments import cached_grid
+
+    missing = [k for k in SETTING_KEYS if k not in settings]
+    extra = [k for k in settings if k not in SETTING_KEYS]
+    if missing or extra:
+        raise ValueError(f"settings: missing {missing}, unknown {extra}; expected exactly {list(SETTING_KEYS)}")
+    shared = {**settings, "quantizers": [[label, qname, dict(params)] for label, qname, params in quantizers]}
+    items = study_items(tasks, embedders, seeds)
+    worker = _Worker(device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # per-point library warnings (convergence notes) are not results
+        return cached_grid(name, items, worker, shared=shared, refresh=refresh, progress=progress)
+
+
+class _Worker:
+    """Picklable: adds the device (not part of the cache key) to each item."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def __call__(self, item: dict) -> pd.DataFrame:
+        return configuration_rows({**item, "device": self.device})
+
+
+# --------------------------------------------------------------------------------------------- reading it
+
+def check_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The study table, or a ValueError naming what is missing."""
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"table must be a pandas DataFrame, got {type(table).__name__}")
+    from .audit import COLUMNS
+
+    needed = ["task", "task_kind", "embedder", *COLUMNS]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks the columns {missing} (is it the molecular study's table?)")
+    if table.empty:
+        raise ValueError("table is empty")
+    return table
+
+
+def _wide(table: pd.DataFrame, columns) -> pd.DataFrame:
+    """One row per (task, task_kind, embedder, quantizer, seed) with the named measurements as columns."""
+    keys = ["task", "task_kind", "embedder", "quantizer", "seed"]
+    parts = []
+    for column, method, measurement in columns:
+        part = table[(table["method"] == method) & (table["measurement"] == measurement)]
+        parts.append(part.set_index(keys)["value"].rename(column))
+    return pd.concat(parts, axis=1).reset_index()
+
+
+def per_seed(table: pd.DataFrame) -> pd.DataFrame:
+    """Privacy and performance measurements, one row per (task, embedder, quantizer, seed), with
+    ``performance`` (the task kind's primary metric, ``PRIMARY_PERFORMANCE``) and ``performance_change``
+    (minus the identity release of the same task, embedder and seed: the cost of quantizing)."""
+    table = check_table(table)
+    columns = list(PRIVACY_COLUMNS)
+    for kind_columns in PERFORMANCE_COLUMNS.values():
+        columns.extend(kind_columns)
+    available = {(m, s) for m, s in zip(table["method"], table["measurement"])}
+    wide = _wide(table, [c for c in columns if (c[1], c[2]) in available])
+    wide["performance"] = np.nan
+    for kind, column in PRIMARY_PERFORMANCE.items():
+        rows = wide["task_kind"] == kind
+        if rows.any():
+            wide.loc[rows, "performance"] = wide.loc[rows, column]
+    reference = wide[wide["quantizer"] == REFERENCE_QUANTIZER].set_index(["task", "embedder", "seed"])
+    if reference.empty:
+        raise ValueError(f"the table has no {REFERENCE_QUANTIZER!r} rows to measure the cost of quantizing against")
+    base = reference["performance"].reindex(pd.MultiIndex.from_frame(wide[["task", "embedder", "seed"]]))
+    wide["performance_change"] = wide["performance"].to_numpy() - base.to_numpy()
+    return wide
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Seed means of ``per_seed``, one row per (task, task_kind, embedder, quantizer), with ``n_seeds`` and
+    the standard error over seeds of ``lira_auc`` and ``performance``."""
+    wide = per_seed(table)
+    keys = ["task", "task_kind", "embedder", "quantizer"]
+    numeric = [c for c in wide.columns if c not in keys + ["seed"]]
+    grouped = wide.groupby(keys, sort=False)
+    out = grouped[numeric].mean()
+    out["n_seeds"] = grouped["seed"].nunique()
+    for column in ("lira_auc", "performance"):
+        out[f"{column}_seed_se"] = grouped[column].std(ddof=1) / np.sqrt(out["n_seeds"])
+    return out.reset_index()
+
+
+def pareto_front(risk, performance) -> np.ndarray:
+    """Boolean mask of the points no other point dominates (lower or equal ``risk`` and higher or equal
+    ``performance``, strictly better in one). Ties: identical points are all on the front. NaN refused."""
+    risk = np.asarray(risk, dtype=np.float64)
+    performance = np.asarray(performance, dtype=np.float64)
+    if risk.ndim != 1 or performance.shape != risk.shape:
+        raise ValueError(f"risk and performance must be 1-d of the same length, got shapes {risk.shape} and "
+                         f"{performance.shape}")
+    if np.isnan(risk).any() or np.isnan(performance).any():
+        raise ValueError("risk and performance must not contain NaN (drop those points first)")
+    weakly = (risk[None, :] <= risk[:, None]) & (performance[None, :] >= performance[:, None])
+    strictly = (risk[None, :] < risk[:, None]) | (performance[None, :] > performance[:, None])
+    dominated = (weakly & strictly).any(axis=1)    # row i: some j is at least as good everywhere, better once
+    return ~dominated
+
+
+def with_pareto(summary: pd.DataFrame, risk: str = "lira_auc", performance: str = "performance",
+                by: Sequence[str] = ("task",)) -> pd.DataFrame:
+    """``summary`` with a boolean ``pareto`` column: on the front of (``risk``, ``performance``) within each
+    group of ``by`` (by default per task: embedder and quantizer both free choices)."""
+    for column in (risk, performance, *by):
+        if column not in summary.columns:
+            raise ValueError(f"summary has no column {column!r}")
+    out = summary.copy()
+    out["pareto"] = False
+    for _, group in out.groupby(list(by), sort=False):
+        out.loc[group.index, "pareto"] = pareto_front(group[risk], group[performance])
+    return out
+
+
+def quantizer_ranking(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per quantizer, ordered from most to least private by LiRA:
+
+    - ``lira_auc``, ``r_soft``: means over every task, embedder and seed;
+    - ``lira_rank``, ``r_soft_rank``: mean rank within each (task, embedder, seed), 1 = most private (lowest
+      LiRA AUC, highest ``r_soft``);
+    - ``performance_change_classification`` / ``_regression``: mean change of the primary metric (AUROC, R^2)
+      against the identity release, per task kind;
+    - ``pareto_count``: in how many tasks' fronts (``with_pareto``) the quantizer appears with some embedder."""
+    wide = per_seed(table)
+    groups = wide.groupby(["task", "embedder", "seed"], sort=False)
+    wide["lira_rank"] = groups["lira_auc"].rank(method="average", ascending=True)
+    wide["r_soft_rank"] = groups["r_soft"].rank(method="average", ascending=False)
+    by_q = wide.groupby("quantizer", sort=False)
+    out = by_q[["lira_auc", "lira_tpr_at_1pct_fpr", "loss_attack_auc", "r_soft", "lira_rank", "r_soft_rank"]].mean()
+    for kind in ("classification", "regression"):
+        part = wide[wide["task_kind"] == kind].groupby("quantizer", sort=False)["performance_change"].mean()
+        out[f"performance_change_{kind}"] = part
+    front = with_pareto(summarise(table))
+    out["pareto_count"] = front[front["pareto"]].groupby("quantizer")["task"].nunique()
+    out["pareto_count"] = out["pareto_count"].fillna(0).astype(int)
+    return out.sort_values(["lira_auc", "lira_rank"]).reset_index()
+
+
+def indicator_agreement(table: pd.DataFrame, indicators: Sequence[str] = ("r_soft", "r_min")) -> pd.DataFrame:
+    """How each indicator orders the quantizers against LiRA (``audit.agreement_table`` within each task, embedder
+    and seed, pooled by ``audit.pooled_agreement``): one row per indicator with the number of pairs whose LiRA
+    intervals are separated, the fraction the indicator orders the same way, and the mean Kendall tau."""
+    from .audit import agreement_table, pooled_agreement
+
+    table = check_table(table)
+    lira = next((m, s) for c, m, s in PRIVACY_COLUMNS if c == "lira_auc")
+    rows = []
+    for name in indicators:
+        agreement = agreement_table(table, score=("indicator", name), reference=lira,
+                                    by=("task", "embedder", "seed"))
+        rows.append({"indicator": name, **pooled_agreement(agreement)})
+    return pd.DataFrame(rows)
+
+
+def conclusions(table: pd.DataFrame, *, tolerance: float = 0.02) -> dict:
+    """The statements of the notebook, computed from the table (numbers rounded only when printed).
+
+    - ``most_private_lira``: the quantizer with the lowest mean LiRA AUC; ``most_private_r_soft``: the best
+      mean rank by ``r_soft``; with their mean LiRA AUC and that of the identity release;
+    - ``cost_classification`` / ``cost_regression``: the mean change of AUROC / R^2 the most private (LiRA)
+      quantizer costs against identity; also ``accuracy_change`` (classification);
+    - per task kind: the identity release's mean LiRA AUC (``identity_lira_auc_<kind>``) and how much the most
+      private quantizer lowers it (``privacy_gain_<kind>``);
+    - ``<indicator>_concordant_fraction`` and ``<indicator>_separated_pairs`` for ``r_soft`` and ``r_min``
+      (``indicator_agreement``);
+    - ``low_bit_quantizers``: those storing at most ``LOW_BITS`` bits per weight, most private first, with the
+      ranges of their mean LiRA AUC and performance changes;
+    - ``recommended``: the most private quantizer (lowest mean LiRA AUC) whose mean performance loss is at most
+      ``tolerance`` in *both* task kinds, with its numbers (None if no quantizer qualifies)."""
+    tolerance = check_float("tolerance", tolerance, low=0.0)
+    wide = per_seed(table)
+    ranking = quantizer_ranking(table)
+    mean = wide.groupby("quantizer")
+    lira = mean["lira_auc"].mean()
+    best_lira = str(ranking.iloc[0]["quantizer"])
+    best_r_soft = str(ranking.sort_values(["r_soft_rank", "lira_auc"]).iloc[0]["quantizer"])
+    out = {
+        "most_private_lira": best_lira,
+        "most_private_lira_auc": float(lira[best_lira]),
+        "most_private_r_soft": best_r_soft,
+        "most_private_r_soft_lira_auc": float(lira[best_r_soft]),
+        "identity_lira_auc": float(lira[REFERENCE_QUANTIZER]),
+        "n_quantizers": int(wide["quantizer"].nunique()),
+        "n_tasks": int(wide["task"].nunique()),
+        "n_embedders": int(wide["embedder"].nunique()),
+        "n_seeds": int(wide["seed"].nunique()),
+        "tolerance": tolerance,
+    }
+    for kind in ("classification", "regression"):
+        part = wide[wide["task_kind"] == kind]
+        if part.empty:
+            continue
+        by_q = part.groupby("quantizer")
+        out[f"cost_{kind}"] = float(by_q["performance_change"].mean()[best_lira])
+        out[f"identity_lira_auc_{kind}"] = float(by_q["lira_auc"].mean()[REFERENCE_QUANTIZER])
+        out[f"privacy_gain_{kind}"] = out[f"identity_lira_auc_{kind}"] - float(by_q["lira_auc"].mean()[best_lira])
+        out[f"identity_performance_{kind}"] = float(by_q["performance"].mean()[REFERENCE_QUANTIZER])
+    if "accuracy" in wide.columns and (wide["task_kind"] == "classification").any():
+        part = wide[wide["task_kind"] == "classification"].set_index(["task", "embedder", "seed", "quantizer"])
+        accuracy = part["accuracy"].unstack("quantizer")
+        out["accuracy_change"] = float((accuracy[best_lira] - accuracy[REFERENCE_QUANTIZER]).mean())
+    changes = [c for c in ("performance_change_classification", "performance_change_regression")
+               if c in ranking.columns and ranking[c].notna().any()]
+    agreement = indicator_agreement(table).set_index("indicator")
+    for name in agreement.index:
+        out[f"{name}_concordant_fraction"] = float(agreement.loc[name, "concordant_fraction"])
+        out[f"{name}_separated_pairs"] = int(agreement.loc[name, "n_separated"])
+    bits = quantizer_overview(table).set_index("quantizer")["bits_per_weight"]
+    low = ranking[ranking["quantizer"].map(bits) <= LOW_BITS]
+    out["low_bit_quantizers"] = low["quantizer"].tolist()
+    if not low.empty:
+        out["low_bit_lira_auc_range"] = (float(low["lira_auc"].min()), float(low["lira_auc"].max()))
+        for c in changes:
+            out[f"low_bit_{c}_range"] = (float(low[c].min()), float(low[c].max()))
+    ok = ranking[(ranking[changes] >= -tolerance).all(axis=1) & (ranking["quantizer"] != REFERENCE_QUANTIZER)]
+    if ok.empty:
+        out["recommended"] = None
+    else:
+        pick = ok.iloc[0]
+        out["recommended"] = str(pick["quantizer"])
+        out["recommended_lira_auc"] = float(pick["lira_auc"])
+        for c in changes:
+            out[f"recommended_{c}"] = float(pick[c])
+    return out
+
+
+def conclusions_text(found: dict) -> str:
+    """The conclusions as Markdown sentences (every number from ``conclusions``)."""
+    lines = [
+        f"- Over {found['n_tasks']} tasks, {found['n_embedders']} embedders and {found['n_seeds']} seeds, the most "
+        f"private release by LiRA is **{found['most_private_lira']}**: mean LiRA AUC "
+        f"{found['most_private_lira_auc']:.3f} against {found['identity_lira_auc']:.3f} for the unquantized "
+        f"(identity) release.",
+        f"- By the indicator `r_soft` (mean rank within each task, embedder and seed) the most private is "
+        f"**{found['most_private_r_soft']}** (mean LiRA AUC {found['most_private_r_soft_lira_auc']:.3f}).",
+    ]
+    if "r_soft_concordant_fraction" in found and found.get("r_soft_separated_pairs"):
+        lines.append(f"- Without any shadow model, `r_soft` orders the releases as LiRA does in "
+                     f"{100 * found['r_soft_concordant_fraction']:.0f}% of the {found['r_soft_separated_pairs']} pairs "
+                     f"whose LiRA intervals do not overlap (`r_min`: "
+                     f"{100 * found['r_min_concordant_fraction']:.0f}%).")
+    costs = []
+    if "cost_classification" in found:
+        text = (f"AUROC on B3DB classification changes by {found['cost_classification']:+.3f} (unquantized: "
+                f"{found['identity_performance_classification']:.3f})")
+        if "accuracy_change" in found:
+            text += f" and accuracy by {found['accuracy_change']:+.3f}"
+        costs.append(text)
+    if "cost_regression" in found:
+        costs.append(f"R$^2$ on the regression tasks by {found['cost_regression']:+.3f} (unquantized: "
+                     f"{found['identity_performance_regression']:.3f})")
+    if costs:
+        lines.append(f"- What {found['most_private_lira']} costs: " + "; ".join(costs) + ".")
+    if "identity_lira_auc_classification" in found and "identity_lira_auc_regression" in found:
+        leakier = ("classification" if found["identity_lira_auc_classification"]
+                   > found["identity_lira_auc_regression"] else "regression")
+        lines.append(f"- Classification against regression: the unquantized heads have mean LiRA AUC "
+                     f"{found['identity_lira_auc_classification']:.3f} (classification) and "
+                     f"{found['identity_lira_auc_regression']:.3f} (regression), so {leakier} leaks more here; "
+                     f"the most private quantizer lowers them by {found['privacy_gain_classification']:.3f} and "
+                     f"{found['privacy_gain_regression']:.3f}.")
+    if found.get("low_bit_quantizers") and "low_bit_lira_auc_range" in found:
+        names = ", ".join(found["low_bit_quantizers"])
+        low, high = found["low_bit_lira_auc_range"]
+        text = (f"- The quantizers storing at most {LOW_BITS:g} bits per weight ({names}) bring the mean LiRA AUC to "
+                f"{low:.3f}-{high:.3f}, at a price")
+        for kind, metric in (("classification", "AUROC"), ("regression", "R$^2$")):
+            key = f"low_bit_performance_change_{kind}_range"
+            if key in found:
+                text += f"; {metric} changes by {found[key][0]:+.3f} to {found[key][1]:+.3f}"
+        lines.append(text + ".")
+    if found.get("recommended"):
+        changes = [f"{metric} {found[key]:+.3f}" for metric, key in (
+            ("AUROC", "recommended_performance_change_classification"),
+            ("R$^2$", "recommended_performance_change_regression")) if key in found]
+        lines.append(f"- Recommendation: among quantizers that lose at most {found['tolerance']:.2f} of AUROC and "
+                     f"of R$^2$ on average, the most private is **{found['recommended']}**: mean LiRA AUC "
+                     f"{found['recommended_lira_auc']:.3f} against {found['identity_lira_auc']:.3f} unquantized, "
+                     "for a change of " + " and ".join(changes) + ".")
+    else:
+        lines.append(f"- No quantizer loses less than {found['tolerance']:.2f} of AUROC and of R$^2$ on average "
+                     "while quantizing: keep the identity release or accept the cost.")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------- figures
+
+_MARKERS = ("o", "s", "D", "^", "v", "<", ">", "P", "X", "*", "h", "p")
+
+
+def plot_tradeoff(summary: pd.DataFrame, *, risk: str = "lira_auc", risk_label: str = "LiRA AUC (lower = more "
+                  "private)", tasks: Sequence[str] | None = None, quantizers: Sequence[str] | None = None,
+                  floor: float = -1.0):
+    """Privacy (x: ``risk``) against the primary task performance (y), one panel per task; colour = embedder,
+    marker = quantizer; the Pareto front of each panel (``with_pareto``) is joined by a black line and its
+    points ringed. Regression panels show R^2 down to ``floor`` (the number of points below it is written in
+    the panel). Returns the figure."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    data = with_pareto(summary, risk=risk)
+    tasks = list(tasks) if tasks is not None else [t for t in TASKS if t in set(data["task"])]
+    if not tasks:
+        raise ValueError("no task to plot")
+    quantizers = list(quantizers) if quantizers is not None else list(dict.fromkeys(data["quantizer"]))
+    embedders = [e for e in EMBEDDERS if e in set(data["embedder"])]
+    colours = dict(zip(embedders, sns.color_palette("colorblind", len(embedders))))
+    markers = {q: _MARKERS[i % len(_MARKERS)] for i, q in enumerate(quantizers)}
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 4.0), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        part = data[(data["task"] == task) & data["quantizer"].isin(quantizers)]
+        for _, row in part.iterrows():
+            ax.scatter(row[risk], row["performance"], color=colours[row["embedder"]],
+                       marker=markers[row["quantizer"]], s=46, alpha=0.85, linewidths=0)
+        front = part[part["pareto"]].sort_values(risk)
+        ax.plot(front[risk], front["performance"], color="black", lw=1.0, zorder=0)
+        ax.scatter(front[risk], front["performance"], s=140, facecolors="none", edgecolors="black", linewidths=1.0)
+        ax.axvline(0.5, color="grey", lw=0.8, ls=":")
+        kind = part["task_kind"].iloc[0] if len(part) else "classification"
+        if kind == "regression" and len(part) and part["performance"].min() < floor:
+            # a destroyed regression head has R^2 far below 0: keep the interesting range readable
+            hidden = int((part["performance"] < floor).sum())
+            ax.set_ylim(floor, max(0.05, part["performance"].max()) + 0.05)
+            ax.text(0.98, 0.02, f"{hidden} point{'s' * (hidden > 1)} below {floor:g}", transform=ax.transAxes,
+                    ha="right", va="bottom", fontsize=8, color="0.3")
+        ax.set_title(task.replace("_", " "))
+        ax.set_xlabel(risk_label)
+        ax.set_ylabel(PERFORMANCE_LABELS[PRIMARY_PERFORMANCE[kind]])
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="", marker="o", color=colours[e], label=e) for e in embedders]
+    handles += [Line2D([], [], ls="", marker=markers[q], color="0.3", label=q) for q in quantizers]
+    handles += [Line2D([], [], color="black", marker="o", mfc="none", label="Pareto front")]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), title="embedder / quantizer")
+    fig.tight_layout()
+    return fig
+
+
+def plot_indicator_against_attack(per_seed_table: pd.DataFrame, *, indicator: str = "r_soft",
+                                  attack: str = "lira_auc"):
+    """Each (embedder, quantizer, seed) as a point: the indicator (x) against the attack's AUC (y), one panel per
+    task (the indicator's scale, 1/n, differs between tasks). Returns the figure."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    for column in (indicator, attack, "task", "embedder"):
+        if column not in per_seed_table.columns:
+            raise ValueError(f"per_seed_table has no column {column!r} (pass per_seed(table))")
+    tasks = [t for t in TASKS if t in set(per_seed_table["task"])]
+    if not tasks:
+        raise ValueError("no task to plot")
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
+    embedders = [e for e in EMBEDDERS if e in set(per_seed_table["embedder"])]
+    for i, (ax, task) in enumerate(zip(axes[0], tasks)):
+        part = per_seed_table[per_seed_table["task"] == task]
+        sns.scatterplot(data=part, x=indicator, y=attack, hue="embedder", style="embedder", ax=ax, s=28,
+                        alpha=0.75, hue_order=embedders, style_order=embedders, legend=i == len(tasks) - 1)
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set_title(task.replace("_", " "))
+        ax.set_xlabel(f"indicator {indicator.replace('_', ' ')} (higher = more private)")
+        ax.set_ylabel("LiRA AUC" if attack == "lira_auc" else attack.replace("_", " "))
+    legend = axes[0][-1].get_legend()
+    if legend is not None:
+        sns.move_legend(axes[0][-1], "center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- overviews
+
+def data_overview(table: pd.DataFrame) -> pd.DataFrame:
+    """Per task: its kind and the molecule counts of each part (the first seed's split; sizes do not depend on
+    the seed), with the target's training-set size ``members``."""
+    table = check_table(table)
+    columns = ["task", "task_kind", "n_molecules", "n_reference", "n_test", "n_pool", "sample_size"]
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks the columns {missing}")
+    first = table.sort_values("seed").drop_duplicates("task")[columns]
+    order = {t: i for i, t in enumerate(TASKS)}
+    first = first.sort_values("task", key=lambda s: s.map(order))
+    return first.rename(columns={"sample_size": "members"}).reset_index(drop=True)
+
+
+def quantizer_overview(table: pd.DataFrame) -> pd.DataFrame:
+    """Per quantizer: mean bits per weight and achieved sparsity of the released targets, and whether it
+    publishes a continuous (float) scale or codebook."""
+    table = check_table(table)
+    part = table[table["method"] == "quantizer"]
+    if part.empty:
+        raise ValueError("the table has no 'quantizer' rows")
+    out = part.pivot_table(index="quantizer", columns="measurement", values="value", aggfunc="mean", sort=False)
+    out["continuous_scale"] = out["continuous_scale"] > 0.5
+    return out[["bits_per_weight", "sparsity", "continuous_scale"]].reset_index()
+
+
+def failures(table: pd.DataFrame) -> pd.DataFrame:
+    """The configurations (task, embedder, seed) recorded as failed: no initialisation gave a target with a
+    positive-definite Hessian, so they have no audit rows (``configuration_rows``)."""
+    table = check_table(table)
+    part = table[table["method"] == "failure"]
+    return part[["task", "embedder", "seed", "measurement", "value"]].reset_index(drop=True)
