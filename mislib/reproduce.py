@@ -5,7 +5,10 @@
     python -m mislib.reproduce --workers 2               # experiment grids on 2 processes (joblib)
     python -m mislib.reproduce --dask tcp://host:8786    # experiment grids on an existing Dask cluster
 
-Executed notebooks are written back to notebooks/ (or --output-dir) so that a reader sees outputs and figures.
+At the paper preset, executed notebooks are written back to notebooks/ and figures and tables to figures/ and
+data/results/, so that a reader sees the published outputs. At the smoke preset everything goes under
+build/smoke/ instead (notebooks, figures, tables): a quick run never overwrites the published artefacts.
+--output-dir and MISLIB_OUTPUT_DIR override these defaults.
 A failing notebook is reported with its failing cell and the run exits non-zero; the notebook on disk is left
 untouched and the failed copy is kept in build/failed/ for inspection.
 """
@@ -29,6 +32,7 @@ from .paths import PROJECT_ROOT
 from .presets import PRESETS
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+SMOKE_DIR = PROJECT_ROOT / "build" / "smoke"
 
 
 @dataclass
@@ -129,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--workers", type=int, default=1, help="joblib processes for experiment grids")
     parser.add_argument("--dask", metavar="ADDRESS", help="run experiment grids on this Dask scheduler")
-    parser.add_argument("--output-dir", type=Path, default=NOTEBOOK_DIR,
-                        help="where executed notebooks go (default: written back to notebooks/)")
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="where executed notebooks go (default: notebooks/ at paper, build/smoke/notebooks "
+                             "at smoke)")
     parser.add_argument("--summary", type=Path, metavar="JSON",
                         help="also write the per-notebook wall time and peak memory to this JSON file")
     args = parser.parse_args(argv)
@@ -142,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         if not torch.cuda.is_available():
             parser.error("--device cuda was requested but no CUDA device is available")
 
+    if args.preset == "smoke":
+        os.environ.setdefault("MISLIB_OUTPUT_DIR", str(SMOKE_DIR))
+    output_dir = args.output_dir or (NOTEBOOK_DIR if args.preset == "paper" else SMOKE_DIR / "notebooks")
     os.environ["MISLIB_PRESET"] = args.preset
     os.environ["MISLIB_DEVICE"] = args.device
     os.environ["MISLIB_N_JOBS"] = str(args.workers)
@@ -152,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for index, path in enumerate(notebooks, 1):
         print(f"[{index}/{len(notebooks)}] {path.name} (preset {args.preset}, device {args.device})", flush=True)
-        run = run_notebook(path, args.preset, args.device, args.output_dir)
+        run = run_notebook(path, args.preset, args.device, output_dir)
         runs.append(run)
         if not run.ok:
             print(f"FAILED {path.name}: {run.error}", file=sys.stderr, flush=True)

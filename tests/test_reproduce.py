@@ -60,3 +60,21 @@ def test_student_copy_drops_only_solutions():
     copy = student_copy(notebook)
     assert [c.source for c in copy.cells[1:]] == ["exercise = 1"]
     assert len(notebook.cells) == 3  # input untouched
+
+
+def test_smoke_run_never_writes_over_published_artefacts(monkeypatch):
+    """At the smoke preset notebooks, figures and tables all go under build/smoke, not notebooks/ or figures/."""
+    seen = {}
+
+    def fake_run(path, preset, device, output_dir):
+        import os
+
+        seen.update(path=path, preset=preset, output_dir=output_dir, output_root=os.environ["MISLIB_OUTPUT_DIR"])
+        return reproduce.NotebookRun(path.stem, 0.1, 0.0, True)
+
+    monkeypatch.delenv("MISLIB_OUTPUT_DIR", raising=False)
+    monkeypatch.setattr(reproduce, "run_notebook", fake_run)
+    assert reproduce.main(["--preset", "smoke", "--only", "00"]) == 0
+    assert seen["output_dir"] == reproduce.SMOKE_DIR / "notebooks"
+    assert seen["output_root"] == str(reproduce.SMOKE_DIR)
+    assert reproduce.NOTEBOOK_DIR not in seen["output_dir"].parents
