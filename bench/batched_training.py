@@ -1,5 +1,14 @@
 """Batched logistic regressions (one tensor program) against a scikit-learn loop over the same models and data.
 
+256 ridge logistic regressions, each on a random half (n = 500) of one pool of 1,000 points in d = 20, as the
+shadow models of a membership audit are. ``mislib.models.fit_logistic`` fits all of them at once (batched
+Newton steps with Cholesky solves); the reference is ``sklearn.linear_model.LogisticRegression`` (lbfgs) in a
+Python loop, with the same objective (``C = 1 / (ridge * n)``) and both run to a gradient of 1e-10, so the
+coefficients agree (the largest difference is reported).
+
+Both sides are timed with 1 and with 2 threads (torch and the BLAS pools), side by side in one run, medians
+over repeats; the headline ratio is best against best.
+
 Target: at least 30x faster on 2 CPU cores, same coefficients.   python -m bench.batched_training
 """
 
@@ -9,10 +18,11 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from bench.common import median_seconds, save
+from bench.common import median_seconds, save, threads
 from mislib.models import fit_logistic
 
 N_MODELS, N_POOL, DIM, RIDGE = 256, 1000, 20, 1e-2
+TARGET = 30.0
 
 
 def problem(seed: int = 0):
@@ -39,15 +49,26 @@ def batched(X, y, masks):
                         sample_weight=torch.from_numpy(masks)).numpy()
 
 
-def main():
+def main(repeats: int = 5):
     X, y, masks = problem()
-    t_batched = median_seconds(lambda: batched(X, y, masks), repeats=5)
-    t_sklearn = median_seconds(lambda: sklearn_loop(X, y, masks), repeats=3)
-    max_diff = float(np.abs(batched(X, y, masks) - sklearn_loop(X, y, masks)).max())
-    save("batched_training", {
+    rows = {}
+    for count in (1, 2):
+        with threads(count):
+            rows[count] = {"threads": count,
+                           "batched_seconds": median_seconds(lambda: batched(X, y, masks), repeats=repeats),
+                           "sklearn_loop_seconds": median_seconds(lambda: sklearn_loop(X, y, masks),
+                                                                  repeats=max(1, repeats // 2))}
+            rows[count]["speedup"] = rows[count]["sklearn_loop_seconds"] / rows[count]["batched_seconds"]
+    with threads(1):
+        max_diff = float(np.abs(batched(X, y, masks) - sklearn_loop(X, y, masks)).max())
+    best_batched = min(r["batched_seconds"] for r in rows.values())
+    best_sklearn = min(r["sklearn_loop_seconds"] for r in rows.values())
+    speedup = best_sklearn / best_batched
+    return save("batched_training", {
         "what": f"{N_MODELS} ridge logistic regressions, n={N_POOL // 2} each (random halves), d={DIM}",
-        "batched_seconds": t_batched, "sklearn_loop_seconds": t_sklearn,
-        "speedup": t_sklearn / t_batched, "target_speedup": 30.0,
+        "by_threads": list(rows.values()),
+        "batched_seconds": best_batched, "sklearn_loop_seconds": best_sklearn,
+        "speedup": speedup, "target_speedup": TARGET, "met": speedup >= TARGET,
         "max_abs_coefficient_difference": max_diff,
     })
 

@@ -1,0 +1,128 @@
+"""The README's performance table, from bench/results/*.json.   python -m bench.report"""
+
+from __future__ import annotations
+
+from bench.common import load
+
+
+def _seconds(value: float) -> str:
+    if value >= 120:
+        return f"{value / 60:.1f} min"
+    if value >= 1:
+        return f"{value:.1f} s"
+    return f"{value * 1000:.0f} ms"
+
+
+def _met(flag) -> str:
+    return {True: "yes", False: "**no**", None: "not run"}[flag]
+
+
+def rows() -> list[tuple[str, str, str, str, str]]:
+    """(benchmark, command, measured, target, met?) for every result present."""
+    out = []
+    batched = load("batched_training")
+    if batched:
+        by = {r["threads"]: r for r in batched["by_threads"]}
+        out.append(("Batched training: 256 logistic regressions (n = 500, d = 20) vs a scikit-learn loop",
+                    batched["command"],
+                    f"{batched['speedup']:.1f}x ({_seconds(batched['batched_seconds'])} vs "
+                    f"{_seconds(batched['sklearn_loop_seconds'])}; 1 thread {by[1]['speedup']:.1f}x, 2 threads "
+                    f"{by[2]['speedup']:.1f}x); coefficients within {batched['max_abs_coefficient_difference']:.0e}",
+                    f">= {batched['target_speedup']:.0f}x, same coefficients", _met(batched["met"])))
+    lira = load("indicator_vs_lira")
+    if lira:
+        for r in lira["rows"]:
+            rank = r["ranking"]
+            separated = (f", {rank['concordant']:.0f} of {rank['n_separated']} pairs separated by the AUC intervals "
+                         f"ordered alike" if rank["n_separated"] else ", no pair separated by the AUC intervals")
+            out.append((f"Indicator vs LiRA with {r['n_shadow']} shadow models: {r['model']} "
+                        f"({r['parameters']} parameters, {r['n_quantizers']} quantizers)", lira["command"],
+                        f"{r['ratio']:.0f}x cheaper ({_seconds(r['indicator_seconds'])} vs "
+                        f"{_seconds(r['lira_seconds'])}); rankings: Kendall tau {rank['kendall_tau']:.2f}"
+                        f"{separated}", f">= {r['target_ratio']:.0f}x", _met(r["met"])))
+    for preset in ("smoke", "paper"):
+        rep = load(f"reproduce_{preset}")
+        target = {"smoke": "3 min", "paper": "30 min"}[preset]
+        if rep:
+            slow = max(rep["notebooks"], key=lambda n: n["seconds"])
+            out.append((f"make reproduce, preset {preset} ({len(rep['notebooks'])} notebooks)", rep["command"],
+                        f"{_seconds(rep['total_seconds'])} in all (slowest {slow['name']}: "
+                        f"{_seconds(slow['seconds'])}); peak {rep['peak_rss_mb'] / 1024:.2f} GiB"
+                        + ("" if rep["all_notebooks_ok"] else "; a notebook FAILED"),
+                        f"< {target}, peak < 4 GiB", _met(rep["met"])))
+        else:
+            out.append((f"make reproduce, preset {preset}", f"python -m bench.reproduce --preset {preset}",
+                        "not measured yet", f"< {target}, peak < 4 GiB", _met(None)))
+    scaling = load("indicator_scaling")
+    if scaling:
+        auto = {}
+        for r in scaling["rows"]:
+            if r["hessian"] == "auto":
+                best = auto.get(r["parameters"])
+                if best is None or r["seconds"] < best["seconds"]:
+                    auto[r["parameters"]] = r
+        points = "; ".join(f"10^{len(str(p)) - 1}{'' if str(p).startswith('1') else ' x' + str(p)[0]}: "
+                           f"{_seconds(r['seconds'])} ({r['method']})" for p, r in sorted(auto.items())
+                           if str(p).startswith("1"))
+        largest = max(auto.values(), key=lambda r: r["parameters"])
+        out.append(("Indicator cost vs model size (sandwich, logistic regression, n = 256)", scaling["command"],
+                    points + f"; peak {largest['peak_rss_mb'] / 1024:.1f} GiB at {largest['parameters']:,}",
+                    "10^6 parameters in a few minutes", _met(largest["parameters"] >= 10 ** 6
+                                                              and largest["seconds"] < 300)))
+    return out
+
+
+def plot_scaling(path=None):
+    """bench/results/indicator_scaling.png: seconds against parameters, per method and thread count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.common import RESULTS
+    from mislib.plotting import use_style
+
+    scaling = load("indicator_scaling")
+    if not scaling:
+        return None
+    use_style()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    styles = {"exact": ("o", "-"), "cg": ("s", "--"), "auto": ("D", ":")}
+    for hessian in ("auto", "exact", "cg"):
+        for n_threads in (1, 2):
+            points = sorted((r["parameters"], r["seconds"]) for r in scaling["rows"]
+                            if r["hessian"] == hessian and r["threads"] == n_threads)
+            if len(points) < 2 and hessian != "auto":
+                continue
+            marker, line = styles[hessian]
+            label = {"auto": "auto (exact, then CG)", "exact": "exact Hessian", "cg": "conjugate gradients"}[hessian]
+            ax.plot(*zip(*points), marker=marker, linestyle=line, alpha=1.0 if n_threads == 2 else 0.5,
+                    label=f"{label}, {n_threads} thread{'s' if n_threads > 1 else ''}")
+    ax.axvline(scaling["exact_max_parameters"], color="grey", linewidth=0.8)
+    ax.text(scaling["exact_max_parameters"] * 1.1, ax.get_ylim()[1] / 3, "auto: exact | CG", color="grey",
+            fontsize=8)
+    for r in scaling["rows"]:
+        if r["hessian"] == "auto" and "sketch" in r["method"]:
+            ax.annotate(r["method"], (r["parameters"], r["seconds"]), textcoords="offset points", xytext=(-60, 6),
+                        fontsize=7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("parameters of the model")
+    ax.set_ylabel("seconds for all standard errors")
+    ax.set_title("Cost of the sandwich (n = 256)")
+    ax.legend(fontsize=7)
+    path = path or RESULTS / "indicator_scaling.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def markdown() -> str:
+    lines = ["| Benchmark | Command | Measured | Target | Met? |", "|---|---|---|---|---|"]
+    lines += [f"| {b} | `{c}` | {m} | {t} | {ok} |" for b, c, m, t, ok in rows()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    plot_scaling()
+    print(markdown())
