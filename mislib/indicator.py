@@ -150,6 +150,8 @@ class _Problem:
             raise ValueError(f"X has {n} samples but y has {self.y.shape[0]}")
         if n < 2:
             raise ValueError(f"need at least 2 samples, got {n}")
+        if self.loss_name == "logistic" and bool(((self.y != 0) & (self.y != 1)).any()):
+            raise ValueError("y must contain only 0 and 1 for the 'logistic' loss")
         self.n = n
         self.ridge = check_float("ridge", ridge, low=0.0)
         penalize = _default_penalize if penalize is None else penalize
@@ -166,8 +168,13 @@ class _Problem:
         self.n_eff = float(raw.sum())
         self.w = raw / raw.sum()
         self.chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+        try:
+            with torch.no_grad():
+                out = self.outputs(self.theta, self.X[:2])
+        except RuntimeError as exc:
+            raise ValueError(f"the model cannot be applied to X of shape {tuple(self.X.shape)} (does X have the "
+                             f"number of features the model expects?): {exc}") from exc
         with torch.no_grad():
-            out = self.outputs(self.theta, self.X[:2])
             per = self.loss_fn(out, self.y[:2])
         if not isinstance(per, torch.Tensor) or per.shape != (2,):
             raise ValueError("loss(outputs, targets) must return one loss per sample ([n]); got shape "

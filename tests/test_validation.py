@@ -337,6 +337,15 @@ DEVICES = [
          "resolve_device: an integer"),
 ]
 
+LABELS_NOT_01 += [
+    case(lambda: indicator.standard_errors(_model(), X, y * 2, "logistic", ridge=0.1), ValueError,
+         r"y must contain only 0 and 1 for the 'logistic' loss", "standard_errors: labels 0/2 with logistic loss"),
+]
+SHAPES += [
+    case(lambda: indicator.standard_errors(_model(), X[:, :2], y, "logistic", ridge=0.1), ValueError,
+         r"cannot be applied to X of shape \(20, 2\)", "standard_errors: X with too few features"),
+]
+
 PLUMBING = [
     case(lambda: experiments.parallel_map(abs, [1, 2], n_jobs=0), ValueError, r"n_jobs == 0",
          "parallel_map: zero workers"),
