@@ -14,15 +14,6 @@ from mislib import quantizers as Q
 from mislib.datasets.synthetic import GaussianMixture
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small batched linear algebra: one thread is fastest, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     """An over-fitted logistic regression (16 features, 32 members) audited with 8 shadows."""

@@ -14,14 +14,6 @@ from mislib.indicator import (IndicatorResult, NotAtOptimumWarning, estimate, es
 from mislib.models import LogisticRegression, MLPHead, fit_logistic, fit_mlp_head
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 class Mean(nn.Module):
     """The 1-d Gaussian-mean M-estimator: loss (y - mu)^2 / 2, minimiser the sample mean."""
 

@@ -12,15 +12,6 @@ from mislib.models import (LinearRegression, LogisticRegression, MLPHead, coeffi
                            params_to_coefficients, stack_params, unflatten_params)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small tensors: intra-op threads only add contention on a shared machine (10x slower here with 2).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def data():
     return logistic_data(300, [1.0, -2.0, 0.5], intercept=0.3, seed=1)

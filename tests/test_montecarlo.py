@@ -14,14 +14,6 @@ from mislib.montecarlo import (Retrainings, cell_rows, delta_from_codes, monteca
                                quantize_rows, release_codes, retrain)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _mean_trainer(y):
     return y.mean(-1, keepdim=True)
 
