@@ -13,7 +13,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,molecules]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
@@ -31,7 +31,7 @@ bench: setup
 
 ## Student copies of the notebooks (cells tagged `solution` removed) in student/.
 student: setup
-	$(PY) -m mislib.student notebooks student
+	$(PY) -m mislib.infra.student notebooks student
 
 clean:
 	rm -rf build student $(VENV)

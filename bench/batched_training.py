@@ -1,7 +1,7 @@
 """Batched logistic regressions (one tensor program) against a scikit-learn loop over the same models and data.
 
 256 ridge logistic regressions, each on a random half (n = 500) of one pool of 1,000 points in d = 20, as the
-shadow models of a membership audit are. ``mislib.models.fit_logistic`` fits all of them at once (batched
+shadow models of a membership audit are. ``mislib.evaluation.trainers.fit_logistic`` fits all of them at once (batched
 Newton steps with Cholesky solves); the reference is ``sklearn.linear_model.LogisticRegression`` (lbfgs) in a
 Python loop, with the same objective (``C = 1 / (ridge * n)``) and both run to a gradient of 1e-10, so the
 coefficients agree (the largest difference is reported).
@@ -19,7 +19,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from bench.common import median_seconds, save, threads
-from mislib.models import fit_logistic
+from mislib.evaluation.trainers import fit_logistic
 
 N_MODELS, N_POOL, DIM, RIDGE = 256, 1000, 20, 1e-2
 TARGET = 30.0

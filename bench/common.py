@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from mislib.experiments import atomic_write_bytes, package_versions
+from mislib.infra.tables import atomic_write_bytes, package_versions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

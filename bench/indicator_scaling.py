@@ -31,7 +31,7 @@ import torch
 
 from bench.common import median_seconds, peak_rss_mb, save, threads
 from mislib.indicator import EXACT_MAX_PARAMETERS, standard_errors
-from mislib.models import LogisticRegression
+from mislib.evaluation.trainers import LogisticRegression
 
 N_SAMPLES, RIDGE = 256, 1e-2
 SIZES = (10 ** 2, 10 ** 3, 2 * 10 ** 3, 3 * 10 ** 3, 10 ** 4, 10 ** 5, 10 ** 6)

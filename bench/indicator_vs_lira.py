@@ -1,7 +1,7 @@
 """The indicator (sandwich standard errors + margins) against a LiRA audit with 64 shadow models of the same model.
 
-Set-up of the synthetic ranking study (``mislib.audit``): a 4-mode Gaussian mixture in d = 20, a pool of 1,000
-points, the target trained on a random half (n = 500), the quantizers of ``audit.STUDY_QUANTIZERS`` (public
+Set-up of the synthetic ranking study (``mislib.evaluation.audit``): a 4-mode Gaussian mixture in d = 20, a pool of 1,000
+points, the target trained on a random half (n = 500), the quantizers of ``synthetic_ranking.STUDY_QUANTIZERS`` (public
 grids from a model trained on an independent public sample). Two models: ridge logistic regression (21
 parameters) and a one-hidden-layer tanh MLP with 16 units (353 parameters; Adam, then Newton-polished as in the
 study). Both sides start from the trained target, whose training is shared and not timed.
@@ -9,13 +9,13 @@ study). Both sides start from the trained target, whose training is shared and n
 - indicator: ``indicator.estimate_model`` on the target alone: sandwich standard errors and, per quantizer,
   margins, ``r_min``, ``r_soft``, scale channel. No other model is trained.
 - LiRA: 64 shadow models in complementary pairs (``audit.shadow_masks``), trained in one batched call of the
-  same trainer (``mislib.models``: the fast path, not a loop), then per quantizer: every model's release
+  same trainer (``mislib.evaluation.trainers``: the fast path, not a loop), then per quantizer: every model's release
   (``audit.release``), the logit-confidence statistic on the pool, online LiRA scores (per-example Gaussians),
   AUC and TPR at 1% FPR.
 
 Timed side by side in one run (medians over repeats, torch on 1 thread, see ``bench.common.threads``). Then the
 rankings: how the indicator (``r_soft_with_scale``, higher = more private) orders the quantizers against LiRA's
-AUC (higher = less private) with 95% bootstrap intervals (``audit.ranking_agreement``: the fraction of pairs
+AUC (higher = less private) with 95% bootstrap intervals (``agreement.ranking_agreement``: the fraction of pairs
 separated by the intervals that are ordered the same way, and Kendall's tau over all quantizers).
 
 Target: the indicator at least 100x cheaper in wall time.   python -m bench.indicator_vs_lira
@@ -29,8 +29,10 @@ import numpy as np
 import torch
 
 from bench.common import median_seconds, save, threads
-from mislib import attacks, audit, indicator, models
-from mislib.datasets.synthetic import GaussianMixture
+from mislib import attacks, indicator
+from mislib.evaluation import agreement, audit, trainers as models
+from mislib.studies import synthetic_ranking
+from mislib.evaluation.synthetic_data import GaussianMixture
 
 DIM, N_POOL, N_SHADOW, SEED = 20, 1000, 64, 0
 TARGET = 100.0
@@ -85,8 +87,8 @@ class Case:
         self.target = fit(kind, self.X, self.y, weights)          # shared by both procedures: not timed
         self.target_module = module(kind, self.target, 0)
         self.masks = audit.shadow_masks(N_POOL, N_SHADOW, SEED)
-        absmax = audit.public_absmax(_study_settings(kind), kind, N_POOL // 2)
-        self.quantizers = audit.build_quantizers(audit.STUDY_QUANTIZERS, absmax)
+        absmax = synthetic_ranking.public_absmax(_study_settings(kind), kind, N_POOL // 2)
+        self.quantizers = audit.build_quantizers(synthetic_ranking.STUDY_QUANTIZERS, absmax)
 
     def indicator(self):
         with warnings.catch_warnings():
@@ -123,7 +125,7 @@ def compare(kind: str, repeats: int) -> dict:
                for label in labels}
     score = np.array([table.loc[label, "r_soft_with_scale"] for label in labels])
     auc = np.array([metrics[label]["auc"] for label in labels])
-    agreement = audit.ranking_agreement(score, auc, [metrics[label]["auc_low"] for label in labels],
+    result = agreement.ranking_agreement(score, auc, [metrics[label]["auc_low"] for label in labels],
                                         [metrics[label]["auc_high"] for label in labels],
                                         reference_higher_is_private=False).as_dict()
     ratio = lira_seconds / indicator_seconds
@@ -132,7 +134,7 @@ def compare(kind: str, repeats: int) -> dict:
         "sample_size": N_POOL // 2, "n_shadow": N_SHADOW, "n_quantizers": len(labels),
         "indicator_seconds": indicator_seconds, "lira_seconds": lira_seconds, "ratio": ratio,
         "target_ratio": TARGET, "met": ratio >= TARGET,
-        "ranking": agreement,
+        "ranking": result,
         "per_quantizer": [{"quantizer": label, "r_soft_with_scale": float(table.loc[label, "r_soft_with_scale"]),
                            "r_min_with_scale": float(table.loc[label, "r_min_with_scale"]),
                            "lira_auc": metrics[label]["auc"], "lira_auc_low": metrics[label]["auc_low"],

@@ -1,6 +1,6 @@
 """Wall time per notebook and peak memory of ``make reproduce`` at a preset.
 
-Runs ``python -m mislib.reproduce --preset PRESET --summary ...`` in a subprocess (papermill, every notebook, a
+Runs ``python -m mislib.infra.reproduce --preset PRESET --summary ...`` in a subprocess (papermill, every notebook, a
 fresh kernel each; the peak is the resident memory of the kernel, sampled every 0.2 s) with everything written
 under build/bench/<preset>/ (executed notebooks, figures, tables), so the published notebooks, figures and
 tables are never overwritten. Everything is computed from scratch, as after a fresh clone: a fresh results
@@ -23,7 +23,7 @@ import sys
 import time
 
 from bench.common import save
-from mislib.paths import PROJECT_ROOT
+from mislib.infra.paths import PROJECT_ROOT
 
 TARGET_SECONDS = {"smoke": 3 * 60, "paper": 30 * 60}
 TARGET_PEAK_MB = 4 * 1024
@@ -39,7 +39,7 @@ def main(argv=None):
     out = PROJECT_ROOT / "build" / "bench" / args.preset
     shutil.rmtree(out, ignore_errors=True)        # from scratch: no cached table is reused
     summary_path = out / "summary.json"
-    command = [sys.executable, "-m", "mislib.reproduce", "--preset", args.preset, "--workers", str(args.workers),
+    command = [sys.executable, "-m", "mislib.infra.reproduce", "--preset", args.preset, "--workers", str(args.workers),
                "--output-dir", str(out / "notebooks"), "--summary", str(summary_path)]
     env = dict(os.environ, MISLIB_OUTPUT_DIR=str(out))
     if not args.shared_cache:
@@ -48,13 +48,13 @@ def main(argv=None):
     completed = subprocess.run(command, env=env, cwd=PROJECT_ROOT)
     wall = time.perf_counter() - start
     if not summary_path.exists():
-        raise SystemExit(f"mislib.reproduce wrote no summary (exit status {completed.returncode})")
+        raise SystemExit(f"mislib.infra.reproduce wrote no summary (exit status {completed.returncode})")
     summary = json.loads(summary_path.read_text())
     total, peak = summary["total_seconds"], summary["peak_rss_mb"]
     ok = completed.returncode == 0
     slowest = max(summary["notebooks"], key=lambda r: r["seconds"], default=None)
     return save(f"reproduce_{args.preset}", {
-        "what": f"python -m mislib.reproduce --preset {args.preset} (every notebook, papermill), outputs under "
+        "what": f"python -m mislib.infra.reproduce --preset {args.preset} (every notebook, papermill), outputs under "
                 f"build/bench/{args.preset}",
         "preset": args.preset, "workers": args.workers, "fresh_cache": not args.shared_cache,
         "all_notebooks_ok": ok,

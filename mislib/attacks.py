@@ -35,7 +35,7 @@ import numbers
 import numpy as np
 from scipy.special import log_ndtr, logsumexp
 
-from .checks import check_float, check_int
+from mislib.infra.checks import check_float, check_int
 
 __all__ = [
     "roc_curve", "auc", "advantage", "tpr_at_fpr", "attack_metrics", "balanced_indices", "membership_split",

@@ -12,7 +12,7 @@ Three steps, each its own function:
 3. ``estimate_model(model, X, y, loss, quantizers, ...)``: both steps for several quantizers, one row each,
    with bootstrap confidence intervals over the data.
 
-The training objective is the one of ``mislib.models``: weighted mean loss plus ``ridge / 2`` times the squared
+The training objective is the one of ``mislib.evaluation.trainers``: weighted mean loss plus ``ridge / 2`` times the squared
 norm of the penalised parameters (by default those whose name ends in ``weight``; biases are not penalised).
 Pass the ``ridge`` used in training: the Hessian includes it. Losses: a per-sample callable
 ``loss(outputs, targets) -> [n]`` or a name, "logistic" (``softplus(f) - y f``), "squared" (``(y - f)^2 / 2``)
@@ -34,9 +34,9 @@ from torch import nn
 from torch.func import functional_call, grad, jacrev, jvp, vmap
 from torch.func import hessian as func_hessian
 
-from .checks import check_choice, check_float, check_int, check_tensor
-from .models import LinearRegression, LogisticRegression, flatten_params, unflatten_params
-from .quantizers import Quantizer
+from mislib.infra.checks import check_choice, check_float, check_int, check_tensor
+from mislib.modules import LinearRegression, LogisticRegression, flatten_params, unflatten_params
+from mislib.quantizers import Quantizer
 
 LOSS_NAMES = ("logistic", "squared", "cross_entropy")
 METHODS = ("sandwich", "bootstrap")
@@ -603,7 +603,6 @@ def refit(problem: _Problem, counts: torch.Tensor, *, hessian="auto", tol=None, 
     the replicate Hessians differ from ``H0`` (small: a few iterations to 1e-10). Replicates still unconverged
     after ``CHORD_ITERATIONS`` (a resample far from the data, e.g. nearly separable) switch to full Newton steps
     with their own Hessian (exact mode only)."""
-    from .models import _backtrack  # the same Armijo search as the trainers
 
     dtype = problem.theta.dtype
     tol = (1e-10 if dtype == torch.float64 else 1e-5) if tol is None else check_float("refit_tol", tol, low=0.0,
@@ -646,12 +645,27 @@ def refit(problem: _Problem, counts: torch.Tensor, *, hessian="auto", tol=None, 
     return thetas
 
 
+def _backtrack(objective, theta, step, grad, f0, max_halvings: int = 40):
+    """Per-model Armijo backtracking on theta - t * step (the full Newton step is accepted near the optimum)."""
+    slope = (grad * step).sum(-1)
+    t = torch.ones_like(f0)
+    slack = 1e-13 * (1 + f0.abs())  # rounding: at the optimum f cannot decrease measurably
+    for _ in range(max_halvings):
+        candidate = theta - t.unsqueeze(-1) * step
+        f = objective(candidate)
+        ok = (f <= f0 - 1e-4 * t * slope + slack) & torch.isfinite(f)
+        if bool(ok.all()):
+            return candidate
+        t = torch.where(ok, t, t / 2)
+    return theta - t.unsqueeze(-1) * step
+
+
+
 CHORD_ITERATIONS = 20
 
 
 def _newton_one(problem, theta, w, tol, max_iter):
     """Full Newton with backtracking for one weighted objective (the fallback of ``refit``)."""
-    from .models import _backtrack
 
     for _ in range(max_iter):
         g = grad(lambda t: problem.objective(t, w))(theta)

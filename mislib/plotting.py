@@ -7,8 +7,8 @@ from pathlib import Path
 
 import matplotlib
 
-from .experiments import atomic_write_bytes
-from .paths import figures_dir
+from mislib.infra.tables import atomic_write_bytes
+from mislib.infra.paths import figures_dir
 
 PALETTE = "colorblind"
 

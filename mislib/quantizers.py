@@ -57,7 +57,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import check_choice, check_float, check_int, check_tensor
+from mislib.infra.checks import check_choice, check_float, check_int, check_tensor
 
 
 @dataclass(frozen=True)

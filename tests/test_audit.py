@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from mislib import audit, indicator, models
+from mislib import indicator
+from mislib.evaluation import agreement, audit, trainers as models
 from mislib import quantizers as Q
-from mislib.datasets.synthetic import GaussianMixture
+from mislib.evaluation.synthetic_data import GaussianMixture
 
 
 @pytest.fixture(scope="module")
@@ -150,13 +151,13 @@ def test_build_quantizers_resolves_public_steps():
 def test_agreement_perfect_reversed_and_ties():
     score = [3.0, 2.0, 1.0, 0.0]               # higher = more private
     delta = [0.1, 0.2, 0.3, 0.4]               # higher = less private
-    same = audit.ranking_agreement(score, delta, reference_higher_is_private=False)
+    same = agreement.ranking_agreement(score, delta, reference_higher_is_private=False)
     assert same.n_separated == 6 and same.concordant_fraction == 1.0 and same.kendall_tau == pytest.approx(1)
-    reverse = audit.ranking_agreement(score[::-1], delta, reference_higher_is_private=False)
+    reverse = agreement.ranking_agreement(score[::-1], delta, reference_higher_is_private=False)
     assert reverse.concordant_fraction == 0.0 and reverse.kendall_tau == pytest.approx(-1)
-    ties = audit.ranking_agreement([0.0, 0.0, 0.0, 0.0], delta, reference_higher_is_private=False)
+    ties = agreement.ranking_agreement([0.0, 0.0, 0.0, 0.0], delta, reference_higher_is_private=False)
     assert ties.concordant_fraction == 0.5 and math.isnan(ties.kendall_tau)
-    infinite = audit.ranking_agreement([math.inf, 1.0, 0.5, 0.0], delta, reference_higher_is_private=False)
+    infinite = agreement.ranking_agreement([math.inf, 1.0, 0.5, 0.0], delta, reference_higher_is_private=False)
     assert infinite.concordant_fraction == 1.0
 
 
@@ -164,12 +165,12 @@ def test_agreement_counts_only_pairs_separated_beyond_intervals():
     score = [1.0, 2.0, 3.0]
     reference = np.array([0.10, 0.12, 0.50])   # first two overlap, the third is apart
     low, high = reference - 0.05, reference + 0.05
-    result = audit.ranking_agreement(score, reference, low, high, reference_higher_is_private=False)
+    result = agreement.ranking_agreement(score, reference, low, high, reference_higher_is_private=False)
     # pairs (0, 2) and (1, 2) are separated; the score calls 2 the most private, the reference the least
     assert result.n_pairs == 3 and result.n_separated == 2 and result.concordant == 0.0
-    flipped = audit.ranking_agreement(score, reference, low, high, reference_higher_is_private=True)
+    flipped = agreement.ranking_agreement(score, reference, low, high, reference_higher_is_private=True)
     assert flipped.concordant_fraction == 1.0
-    nothing = audit.ranking_agreement(score, [0.1, 0.1, 0.1], [0, 0, 0], [1, 1, 1])
+    nothing = agreement.ranking_agreement(score, [0.1, 0.1, 0.1], [0, 0, 0], [1, 1, 1])
     assert nothing.n_separated == 0 and math.isnan(nothing.concordant_fraction)
 
 
@@ -182,35 +183,35 @@ def test_agreement_table_groups_and_pools():
             rows.append(dict(model="m", quantizer=q, sample_size=n, seed=0, method="best_attack",
                              measurement="auc", value=auc, value_low=auc - 0.01, value_high=auc + 0.01))
     table = pd.DataFrame(rows)
-    agreement = audit.agreement_table(table, ("indicator", "r_soft"), ("best_attack", "auc"))
-    assert list(agreement.sample_size) == [10, 20]
-    assert list(agreement.concordant_fraction) == [1.0, 0.0]
-    pooled = audit.pooled_agreement(agreement)
+    groups = agreement.agreement_table(table, ("indicator", "r_soft"), ("best_attack", "auc"))
+    assert list(groups.sample_size) == [10, 20]
+    assert list(groups.concordant_fraction) == [1.0, 0.0]
+    pooled = agreement.pooled_agreement(groups)
     assert pooled["n_separated"] == 6 and pooled["concordant_fraction"] == 0.5
-    discordant = audit.discordant_pairs(table, ("indicator", "r_soft"), ("best_attack", "auc"))
+    discordant = agreement.discordant_pairs(table, ("indicator", "r_soft"), ("best_attack", "auc"))
     assert list(discordant.sample_size) == [20, 20, 20]          # every separated pair of the flipped group
     assert set(discordant["more private (reference)"]) == {"b", "c"}
-    assert audit.discordant_pairs(table[table.sample_size == 10], ("indicator", "r_soft"),
+    assert agreement.discordant_pairs(table[table.sample_size == 10], ("indicator", "r_soft"),
                                   ("best_attack", "auc")).empty
-    only_two = audit.agreement_table(table, ("indicator", "r_soft"), ("best_attack", "auc"), quantizers=["a", "b"])
+    only_two = agreement.agreement_table(table, ("indicator", "r_soft"), ("best_attack", "auc"), quantizers=["a", "b"])
     assert list(only_two.n_items) == [2, 2]
     with pytest.raises(ValueError, match="no rows with method"):
-        audit.agreement_table(table, ("indicator", "r_min"), ("best_attack", "auc"))
+        agreement.agreement_table(table, ("indicator", "r_min"), ("best_attack", "auc"))
 
 
 # ---------------------------------------------------------------------------------------------- bad inputs
 
 def test_agreement_bad_inputs():
     with pytest.raises(ValueError, match="NaN"):
-        audit.ranking_agreement([1.0, np.nan], [0.1, 0.2])
+        agreement.ranking_agreement([1.0, np.nan], [0.1, 0.2])
     with pytest.raises(ValueError, match="one per item"):
-        audit.ranking_agreement([1.0, 2.0], [0.1, 0.2, 0.3])
+        agreement.ranking_agreement([1.0, 2.0], [0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="at least 2 items"):
-        audit.ranking_agreement([1.0], [0.1])
+        agreement.ranking_agreement([1.0], [0.1])
     with pytest.raises(ValueError, match="inside its interval"):
-        audit.ranking_agreement([1.0, 2.0], [0.1, 0.2], [0.15, 0.1], [0.2, 0.3])
+        agreement.ranking_agreement([1.0, 2.0], [0.1, 0.2], [0.15, 0.1], [0.2, 0.3])
     with pytest.raises(ValueError, match="both reference_low and reference_high"):
-        audit.ranking_agreement([1.0, 2.0], [0.1, 0.2], [0.0, 0.1])
+        agreement.ranking_agreement([1.0, 2.0], [0.1, 0.2], [0.0, 0.1])
 
 
 def test_audit_bad_inputs(tiny):

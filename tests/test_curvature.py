@@ -14,8 +14,8 @@ from torch import nn
 from torch.func import functional_call, hessian
 
 from mislib import indicator
-from mislib.datasets.synthetic import gaussian_mixture
-from mislib.models import LogisticRegression, MLPHead, fit_logistic, fit_mlp_head, flatten_params
+from mislib.evaluation.synthetic_data import gaussian_mixture
+from mislib.evaluation.trainers import LogisticRegression, MLPHead, fit_logistic, fit_mlp_head, flatten_params
 
 
 def _autodiff_hessian(problem):

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from mislib.experiments import code_version
-from mislib.paths import PROJECT_ROOT
+from mislib.infra.tables import code_version
+from mislib.infra.paths import PROJECT_ROOT
 
 NAME = "determinism_smoke"
 N_POINTS = 4                  # tasks x seeds below
@@ -48,7 +48,7 @@ torch.set_num_threads(1)   # as the notebooks do (tiny tensors); 1 and 2 threads
 # Global generators seeded differently in every run: results must come from the library's own seeds only.
 seed = int(os.environ["PYTHONHASHSEED"])
 random.seed(seed), numpy.random.seed(seed), torch.manual_seed(seed)
-from mislib import molecular_study as study
+from mislib.studies import molecular as study
 
 settings = dict(n_molecules=120, data_seed=0, reference_fraction=0.2, test_fraction=0.2, n_features=8, clip=5.0,
                 hidden=4, ridge=1e-2, n_iter=200, lr=0.02, n_shadow=4, n_bootstrap=10, indicator_bootstrap=2)

@@ -5,7 +5,7 @@ import tomllib
 
 import yaml
 
-from mislib.paths import PROJECT_ROOT
+from mislib.infra.paths import PROJECT_ROOT
 
 # conda-forge names that differ from PyPI names
 CONDA_TO_PYPI = {"pytorch": "torch"}

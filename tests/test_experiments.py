@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from mislib import experiments
-from mislib.experiments import CacheMiss, cached_table, config_hash, read_table, write_table
+from mislib.infra import tables as experiments
+from mislib.infra.tables import CacheMiss, cached_table, config_hash, read_table, write_table
 
 
 def _table(value=1.5):

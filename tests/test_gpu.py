@@ -3,7 +3,7 @@
 Covered: the batched trainers (logistic, least squares, MLP), the indicator (sandwich standard errors with the
 exact Hessian, conjugate gradients and the bootstrap, ``estimate`` with every scale channel, ``estimate_model``,
 ``influence_shifts``), the quantizers (release, margins, cells, scale margins), the Monte-Carlo releases and
-ground truth, the synthetic samplers and the shadow-model audit (``mislib.audit.audit``). The attacks themselves
+ground truth, the synthetic samplers and the shadow-model audit (``mislib.evaluation.audit.audit``). The attacks themselves
 work on NumPy arrays (their inputs are copied off the device), so they are covered through the audit.
 
 Without a GPU every test is skipped with the reason. ``MISLIB_GPU_TEST_DEVICE=cpu`` runs the same comparisons
@@ -26,9 +26,10 @@ import numpy as np
 import pytest
 import torch
 
-from mislib import audit, indicator, models, montecarlo
+from mislib import indicator
+from mislib.evaluation import audit, montecarlo, trainers as models
 from mislib import quantizers as Q
-from mislib.datasets.synthetic import GaussianMixture, LogisticModel
+from mislib.evaluation.synthetic_data import GaussianMixture, LogisticModel
 
 DEVICE = os.environ.get("MISLIB_GPU_TEST_DEVICE", "cuda")
 pytestmark = [

@@ -9,9 +9,9 @@ from scipy import stats
 from torch import nn
 
 from mislib import quantizers as Q
-from mislib.datasets.synthetic import LogisticModel
+from mislib.evaluation.synthetic_data import LogisticModel
 from mislib.indicator import (IndicatorResult, NotAtOptimumWarning, estimate, estimate_model, standard_errors)
-from mislib.models import LogisticRegression, MLPHead, fit_logistic, fit_mlp_head
+from mislib.evaluation.trainers import LogisticRegression, MLPHead, fit_logistic, fit_mlp_head
 
 
 class Mean(nn.Module):
@@ -78,7 +78,7 @@ def test_conjugate_gradients_match_the_exact_hessian(logistic):
 
 
 def test_generic_module_exact_and_cg_agree():
-    from mislib.datasets.synthetic import gaussian_mixture
+    from mislib.evaluation.synthetic_data import gaussian_mixture
 
     X, y = gaussian_mixture(150, 3, k_modes=2, separation=2.0, seed=0)
     params = fit_mlp_head(X, y, 4, ridge=1e-2, n_iter=2000, lr=0.05)  # Adam reaches |grad| ~ 1e-14 here

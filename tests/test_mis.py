@@ -8,6 +8,7 @@ import pytest
 from scipy import special, stats
 
 from mislib import mis
+from mislib.studies import theory
 from mislib.quantizers import FixedGrid, Identity, SizeAdaptiveGrid, StochasticRounding
 
 
@@ -196,7 +197,7 @@ def test_second_order_tail():
     (lambda: mis.bernoulli_rate(1.5, 0.5), ValueError, "t must lie in"),
     (lambda: mis.chernoff_rate(lambda t, z: t - z, 0.1, []), ValueError, "non-empty"),
     (lambda: mis.chernoff_rate(lambda t, z: t - z, 0.1, [0.0, 1.0], [1.0]), ValueError, "weights"),
-    (lambda: mis.fit_rate([1, 2], [0, -1], "linear"), ValueError, "rate_kind"),
+    (lambda: theory.fit_rate([1, 2], [0, -1], "linear"), ValueError, "rate_kind"),
 ])
 def test_bad_inputs(call, error, message):
     with pytest.raises(error, match=message):

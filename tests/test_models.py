@@ -6,8 +6,8 @@ import torch
 from sklearn.linear_model import LogisticRegression as SkLogistic
 from sklearn.linear_model import Ridge
 
-from mislib.datasets.synthetic import GaussianMixture, LogisticModel, gaussian_mixture, logistic_data
-from mislib.models import (LinearRegression, LogisticRegression, MLPHead, coefficients_to_params, fit_least_squares,
+from mislib.evaluation.synthetic_data import GaussianMixture, LogisticModel, gaussian_mixture, logistic_data
+from mislib.evaluation.trainers import (LinearRegression, LogisticRegression, MLPHead, coefficients_to_params, fit_least_squares,
                            fit_logistic, fit_mlp_head, flatten_params, load_params, mlp_forward, params_of,
                            params_to_coefficients, stack_params, unflatten_params)
 

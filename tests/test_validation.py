@@ -12,9 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from mislib import attacks, audit, checks, embedders, experiments, indicator, mis, models, molecular_study, presets
+from mislib import attacks, indicator, mis
+from mislib.evaluation import audit, trainers as models
+from mislib.evaluation import synthetic_data as synthetic
+from mislib.infra import checks, presets, tables as experiments
+from mislib.molecules import embedders
+from mislib.molecules import datasets as molecules
+from mislib.studies import molecular as molecular_study
 from mislib import quantizers as Q
-from mislib.datasets import molecules, synthetic
 
 # Small, valid inputs; each case below spoils one thing.
 X = torch.randn(20, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))

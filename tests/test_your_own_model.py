@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mislib.indicator import NotAtOptimumWarning
-from mislib.paths import PROJECT_ROOT
+from mislib.infra.paths import PROJECT_ROOT
 
 EXAMPLE = PROJECT_ROOT / "examples" / "your_own_model.py"
 

@@ -22,10 +22,10 @@ Each embedder has ``.name``, ``.version`` (package versions and settings: part o
 Failures: rows always line up with the input. A molecule an embedder cannot handle (RDKit cannot parse it,
 or MiniMol's featurizer raises) gets a row of NaN, and a ``EmbeddingFailureWarning`` gives the count.
 ``failed_rows(X)`` finds those rows (all NaN) so that the study can drop them and report how many. Molecules
-from ``mislib.datasets.molecules`` are already parsed by RDKit, so only MiniMol can fail on them.
+from ``mislib.molecules.datasets`` are already parsed by RDKit, so only MiniMol can fail on them.
 
 ``embed_cached(task_or_smiles, embedder)`` computes batch-wise with a progress bar and caches the matrix under
-``mislib.paths.cache_dir()/embeddings``, keyed by a hash of (sorted canonical SMILES, embedder name, version).
+``mislib.infra.paths.cache_dir()/embeddings``, keyed by a hash of (sorted canonical SMILES, embedder name, version).
 The file stores the SMILES and a SHA-256 of the matrix; a file that is truncated, corrupt or does not match
 is reported (``EmbeddingCacheWarning``), deleted and recomputed, never read.
 """
@@ -42,9 +42,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .checks import check_choice, check_float, check_int
-from .experiments import atomic_write_bytes
-from .paths import cache_dir as default_cache_dir
+from mislib.infra.checks import check_choice, check_float, check_int
+from mislib.infra.tables import atomic_write_bytes
+from mislib.infra.paths import cache_dir as default_cache_dir
 
 
 class EmbeddingFailureWarning(UserWarning):
@@ -366,7 +366,7 @@ def embed_cached(task_or_smiles, embedder: str | Embedder, cache_dir: Path | str
                  batch_size: int | None = None, progress: bool = True, refresh: bool = False) -> np.ndarray:
     """Embeddings of a task's molecules (or a list of SMILES), rows in the input order, cached on disk.
 
-    The cache lives in ``cache_dir`` (default ``mislib.paths.cache_dir()/embeddings``). A hit returns exactly
+    The cache lives in ``cache_dir`` (default ``mislib.infra.paths.cache_dir()/embeddings``). A hit returns exactly
     the stored float32 matrix; an unusable file is reported, deleted and recomputed.
     """
     embedder = get_embedder(embedder)
@@ -416,6 +416,6 @@ def _compute(unique: list[str], embedder: Embedder, batch_size: int, progress: b
             bar.update(len(part))
     if n_failed:
         warnings.warn(f"{embedder.name}: {n_failed} of {len(unique)} molecules could not be embedded (rows "
-                      "set to NaN; find them with mislib.embedders.failed_rows)", EmbeddingFailureWarning,
+                      "set to NaN; find them with mislib.molecules.embedders.failed_rows)", EmbeddingFailureWarning,
                       stacklevel=3)
     return np.concatenate(parts).astype(np.float32, copy=False)

@@ -46,9 +46,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..checks import check_choice, check_int
-from ..experiments import atomic_write_bytes
-from ..paths import data_dir
+from mislib.infra.checks import check_choice, check_int
+from mislib.infra.tables import atomic_write_bytes
+from mislib.infra.paths import data_dir
 
 
 class ProvenanceWarning(UserWarning):
@@ -281,7 +281,7 @@ def _verify(task: str, source: dict, counts: dict | None) -> None:
     record = read_provenance().get("tasks", {}).get(task)
     if record is None:
         warnings.warn(f"{task}: no committed provenance record in {provenance_path()}; the source files "
-                      "cannot be checked (run mislib.datasets.molecules.write_provenance())",
+                      "cannot be checked (run mislib.molecules.datasets.write_provenance())",
                       ProvenanceWarning, stacklevel=3)
         return
     expected = {f["path"]: f["sha256"] for f in record["files"]}
@@ -361,8 +361,8 @@ def write_provenance(path: Path | None = None) -> Path:
     from rdkit import __version__ as rdkit_version
 
     record = {
-        "description": "Sources of the molecular tasks of mislib.datasets.molecules; written by "
-                       "mislib.datasets.molecules.write_provenance(). Counts are records (rows / SDF entries).",
+        "description": "Sources of the molecular tasks of mislib.molecules.datasets; written by "
+                       "mislib.molecules.datasets.write_provenance(). Counts are records (rows / SDF entries).",
         "cleaning": "RDKit parse (unparsable dropped) -> canonical isomeric SMILES -> merge duplicates "
                     "(regression: mean label; classification: conflicting labels dropped) -> sort by SMILES",
         "rdkit_version": rdkit_version,

@@ -25,8 +25,8 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from . import __version__
-from .paths import PROJECT_ROOT, results_dir
+from mislib import __version__
+from mislib.infra.paths import PROJECT_ROOT, results_dir
 
 # Packages whose versions decide the numbers; recorded in every sidecar.
 RECORDED_PACKAGES = ("mislib", "torch", "numpy", "scipy", "pandas", "scikit-learn", "rdkit", "onnxruntime")
@@ -36,7 +36,7 @@ RECORDED_PACKAGES = ("mislib", "torch", "numpy", "scipy", "pandas", "scikit-lear
 def code_version() -> str:
     """The package version plus a hash of every mislib source file: any change to the code that computes a
     table makes its cache stale (bumping a version number by hand is too easy to forget)."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         digest.update(path.relative_to(package).as_posix().encode())
@@ -191,7 +191,7 @@ def cached_grid(name: str, configs: list[dict], compute_rows: Callable[[dict], p
     the part of the configuration common to every point (it is part of each point's hash). Points run through
     ``parallel_map`` (serial, joblib processes or a Dask cluster).
     """
-    from .paths import cache_dir
+    from mislib.infra.paths import cache_dir
 
     _check_name(name)
     if not isinstance(configs, list) or not configs:

@@ -1,9 +1,9 @@
 """The molecular study (THEORY.md §6, issue 6): privacy against performance of quantized MLP heads.
 
-For every task (``mislib.datasets.molecules``), embedder (``mislib.embedders``) and seed, ``configuration_rows``
-runs one audit (``mislib.audit.audit``) of an MLP head on frozen embeddings and returns its tidy rows. The steps
+For every task (``mislib.molecules.datasets``), embedder (``mislib.molecules.embedders``) and seed, ``configuration_rows``
+runs one audit (``mislib.evaluation.audit.audit``) of an MLP head on frozen embeddings and returns its tidy rows. The steps
 that are specific to molecules live here; everything else (training target and shadows in one batched call,
-release, indicator, attacks, test metrics) is ``mislib.audit``.
+release, indicator, attacks, test metrics) is ``mislib.evaluation.audit``.
 
 1. **Molecules.** ``molecules.load(task, n_molecules, seed=data_seed)``: one fixed subsample per task, the same
    for every seed (so that each embedding is computed once and cached by ``embedders.embed_cached``).
@@ -23,7 +23,7 @@ release, indicator, attacks, test metrics) is ``mislib.audit``.
    same size, and the exact (Cholesky) sandwich stays cheap.
 4. **Targets.** Regression labels are standardised with the reference molecules' mean and standard deviation;
    the RMSE is reported back in the task's units (``target_scale`` times the standardised RMSE).
-5. **Audit** (``mislib.audit.audit``) with an ``audit.ModelSpec("mlp", ...)`` and the quantizers of
+5. **Audit** (``mislib.evaluation.audit.audit``) with an ``audit.ModelSpec("mlp", ...)`` and the quantizers of
    ``STUDY_QUANTIZERS``.
 
 The table ``data/results/molecular.csv`` (``run_study``, resumable through ``experiments.cached_grid``) has the
@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .checks import check_choice, check_float, check_int
+from mislib.infra.checks import check_choice, check_float, check_int
 
 TASKS = ("b3db_classification", "b3db_regression", "freesolv", "solubility")
 EMBEDDERS = ("ecfp4", "maccs", "rdkit2d", "minimol")
@@ -174,7 +174,7 @@ class Featuriser:
         self.clip = check_float("clip", clip, low=0.0, low_open=True)
 
     def fit(self, reference: np.ndarray) -> "Featuriser":
-        from .embedders import Standardiser
+        from mislib.molecules.embedders import Standardiser
 
         reference = _finite_matrix("reference", reference, allow_nan=self.standardise)
         if self.standardise:
@@ -238,8 +238,8 @@ def prepare(task: str, embedder: str, *, n_molecules, seed: int, n_features: int
             reference_fraction: float = 0.2, test_fraction: float = 0.2, clip: float = 5.0,
             progress: bool = False) -> PreparedTask:
     """Load, embed (cached), split and featurise one task for one seed (module notes, steps 1-4)."""
-    from . import embedders
-    from .datasets import molecules
+    from mislib.molecules import embedders
+    from mislib.molecules import datasets as molecules
 
     check_choice("task", task, TASKS)
     check_choice("embedder", embedder, EMBEDDERS)
@@ -265,7 +265,7 @@ def prepare(task: str, embedder: str, *, n_molecules, seed: int, n_features: int
 
 def study_quantizers(specs=STUDY_QUANTIZERS) -> dict:
     """``{label: Quantizer}`` for ``(label, name, params)`` triples (``audit.build_quantizers``)."""
-    from .audit import build_quantizers
+    from mislib.evaluation.audit import build_quantizers
 
     return build_quantizers([tuple(s) for s in specs])
 
@@ -277,7 +277,7 @@ def configuration_rows(item: dict) -> pd.DataFrame:
     ``n_bootstrap``, ``indicator_bootstrap``, ``quantizers`` (triples) and optionally ``device``."""
     import torch
 
-    from . import audit
+    from mislib.evaluation import audit
 
     task, embedder, seed = item["task"], item["embedder"], item["seed"]
     sizes = item["n_molecules"]
@@ -349,7 +349,7 @@ def run_study(settings: dict, *, tasks: Sequence[str] = TASKS, embedders: Sequen
     ``settings`` holds every key of ``SETTING_KEYS``. Each (task, embedder, seed) is cached as soon as it is
     done (``experiments.cached_grid``), so an interrupted run resumes. ``device`` is not part of the cache key
     (a CPU and a GPU run are meant to give the same table)."""
-    from .experiments import cached_grid
+    from mislib.infra.tables import cached_grid
 
     missing = [k for k in SETTING_KEYS if k not in settings]
     extra = [k for k in settings if k not in SETTING_KEYS]
@@ -379,7 +379,7 @@ def check_table(table: pd.DataFrame) -> pd.DataFrame:
     """The study table, or a ValueError naming what is missing."""
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"table must be a pandas DataFrame, got {type(table).__name__}")
-    from .audit import COLUMNS
+    from mislib.evaluation.audit import COLUMNS
 
     needed = ["task", "task_kind", "embedder", *COLUMNS]
     missing = [c for c in needed if c not in table.columns]
@@ -495,7 +495,7 @@ def indicator_agreement(table: pd.DataFrame, indicators: Sequence[str] = ("r_sof
     """How each indicator orders the quantizers against LiRA (``audit.agreement_table`` within each task, embedder
     and seed, pooled by ``audit.pooled_agreement``): one row per indicator with the number of pairs whose LiRA
     intervals are separated, the fraction the indicator orders the same way, and the mean Kendall tau."""
-    from .audit import agreement_table, pooled_agreement
+    from mislib.evaluation.agreement import agreement_table, pooled_agreement
 
     table = check_table(table)
     lira = next((m, s) for c, m, s in PRIVACY_COLUMNS if c == "lira_auc")

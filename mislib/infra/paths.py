@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(os.environ.get("MISLIB_ROOT", Path(__file__).resolve().parents[1]))
+PROJECT_ROOT = Path(os.environ.get("MISLIB_ROOT", Path(__file__).resolve().parents[2]))
 
 
 def output_root() -> Path:

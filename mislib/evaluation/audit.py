@@ -6,7 +6,7 @@ of ``N`` examples:
 1. **Models.** The target's member set is a random half of the pool (``attacks.membership_split``, seeded);
    ``n_shadow`` shadow models come in complementary pairs (one trained on a random half, its partner on the
    other half), so that every example is IN for exactly half of the shadows and every shadow sees as many
-   examples as the target. Target and shadows are trained in **one** batched call of ``mislib.models``.
+   examples as the target. Target and shadows are trained in **one** batched call of ``mislib.evaluation.trainers``.
 2. **Release.** For each quantizer, every model's parameters are quantized tensor by tensor (each named
    parameter on its own grid, as ``mislib.indicator`` treats them): that is what each model publishes.
    Stochastic rounding draws from a generator seeded by ``seed`` and the quantizer's label.
@@ -43,16 +43,16 @@ import math
 import time
 import warnings
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from . import attacks
-from .checks import check_choice, check_float, check_int, check_tensor, resolve_device
-from .quantizers import Quantizer
+from mislib import attacks
+from mislib.infra.checks import check_choice, check_float, check_int, check_tensor, resolve_device
+from mislib.quantizers import Quantizer
 
 MODELS = ("logistic", "linear", "mlp")
 TASKS = ("classification", "regression")
@@ -71,7 +71,7 @@ COLUMNS = ("model", "quantizer", "sample_size", "seed", "method", "measurement",
 class ModelSpec:
     """What is trained: ``kind`` logistic / linear / mlp, for a classification or regression ``task``.
 
-    ``ridge`` is the penalty of ``mislib.models`` (weighted mean loss + ridge/2 ||weights||^2, biases free);
+    ``ridge`` is the penalty of ``mislib.evaluation.trainers`` (weighted mean loss + ridge/2 ||weights||^2, biases free);
     ``hidden``, ``activation``, ``n_iter``, ``lr`` and ``init_seed`` only matter for the MLP (full-batch Adam,
     one initialisation shared by every model, so training is a deterministic function of the data)."""
 
@@ -86,7 +86,7 @@ class ModelSpec:
     fit_intercept: bool = True
 
     # why fit_intercept: a model without intercept has one parameter tensor, so a per-tensor release is the
-    # same thing as quantizing the whole vector (what mislib.montecarlo does): the low-dimensional study needs it
+    # same thing as quantizing the whole vector (what mislib.evaluation.montecarlo does): the low-dimensional study needs it
 
     def __post_init__(self):
         check_choice("model", self.kind, MODELS)
@@ -106,7 +106,7 @@ class ModelSpec:
             raise ValueError("model 'linear' is for task 'regression'; use 'logistic' or 'mlp' to classify")
 
 
-class _Architecture:
+class Architecture:
     """Batched fit, batched forward and one-model modules for a ModelSpec (parameters as named dicts)."""
 
     def __init__(self, spec: ModelSpec, n_features: int, n_classes: int | None, device):
@@ -118,7 +118,7 @@ class _Architecture:
             self.loss = "logistic" if n_classes == 2 else "cross_entropy"
 
     def fit(self, X, y, weights) -> dict:
-        from . import models
+        from mislib.evaluation import trainers as models
 
         s = self.spec
         if s.kind == "logistic":
@@ -137,7 +137,7 @@ class _Architecture:
         return params
 
     def module(self, params: dict, index: int):
-        from . import models
+        from mislib.evaluation import trainers as models
 
         s = self.spec
         if s.kind == "mlp":
@@ -148,7 +148,7 @@ class _Architecture:
 
     def outputs(self, params: dict, X) -> torch.Tensor:
         """[B, N] (one output) or [B, N, k] (k classes)."""
-        from . import models
+        from mislib.evaluation import trainers as models
 
         if self.spec.kind == "mlp":
             out = models.mlp_forward(params, X, self.spec.activation)
@@ -218,7 +218,7 @@ def _mlp_from_flat(theta, like):
 
 def polish_mlp(params: dict, X, y, weights, *, task: str = "classification", ridge: float = 1e-3,
                max_iter: int = 40, tol: float = 1e-9) -> dict:
-    """Newton-polish a batch of one-output tanh MLPs (``mislib.models.fit_mlp_head``'s dict, ``weights`` [B, N])
+    """Newton-polish a batch of one-output tanh MLPs (``mislib.evaluation.trainers.fit_mlp_head``'s dict, ``weights`` [B, N])
     to a minimum of the training objective, so that the indicator's sandwich sees a positive-definite Hessian.
 
     Why: full-batch Adam stops near, not at, a minimum (in our runs gradients of 1e-3 to 1e-2, negative Hessian
@@ -289,13 +289,13 @@ def influence_shifts(module, X_train, y_train, X_targets, y_targets, loss, *, ri
                      chunk_size: int = 2 ** 22) -> torch.Tensor:
     """``-(1/n) H^-1 grad loss(z_j)`` for each target ``z_j`` (rows ``[m, P]``, named-parameter order).
 
-    The first-order change of the minimiser of ``mislib.models``' objective on ``(X_train, y_train)`` (``n``
+    The first-order change of the minimiser of ``mislib.evaluation.trainers``' objective on ``(X_train, y_train)`` (``n``
     examples; ridge included in ``H``) when ``z_j`` is added: ``theta(+j) - theta ~ -(1/(n+1)) H^-1 g_j``.
     Per-sample gradients and the Hessian by torch.func (``mislib.indicator``'s objective, so the same loss and
     penalty). The Hessian is exact up to ``indicator.EXACT_MAX_PARAMETERS`` parameters, else solves are done
     by conjugate gradients on Hessian-vector products. A Hessian that is not positive definite (a non-convex
     model not exactly at a minimum) is floored at ``1e-8`` times its largest eigenvalue."""
-    from . import indicator
+    from mislib import indicator
 
     train = indicator._Problem(module, X_train, y_train, loss, ridge, None, None, chunk_size)
     targets = indicator._Problem(module, X_targets, y_targets, loss, ridge, None, None, chunk_size)
@@ -393,9 +393,9 @@ def shadow_masks(n_total: int, n_shadow: int, seed: int) -> np.ndarray:
     return masks
 
 
-def _statistics(arch: _Architecture, outputs: torch.Tensor, y: torch.Tensor):
+def _statistics(arch: Architecture, outputs: torch.Tensor, y: torch.Tensor):
     """Per-model, per-example LiRA statistic and loss: two [B, N] NumPy arrays."""
-    from .indicator import resolve_loss
+    from mislib.indicator import resolve_loss
 
     B, N = outputs.shape[0], outputs.shape[1]
     flat_out = outputs.reshape((B * N,) + tuple(outputs.shape[2:]))
@@ -408,7 +408,7 @@ def _statistics(arch: _Architecture, outputs: torch.Tensor, y: torch.Tensor):
     return np.asarray(stats).reshape(B, N), losses.detach().cpu().numpy().astype(np.float64)
 
 
-def _performance(arch: _Architecture, outputs: torch.Tensor, y: torch.Tensor) -> dict:
+def _performance(arch: Architecture, outputs: torch.Tensor, y: torch.Tensor) -> dict:
     """Test performance of one model: accuracy / AUROC or RMSE / R^2 / Spearman."""
     from scipy import stats as sps
 
@@ -491,7 +491,7 @@ def audit(X_pool, y_pool, X_test, y_test, quantizers: Mapping[str, Quantizer], *
     dtype = torch.float64
     X_pool, y_pool = X_pool.to(device, dtype), y_pool.to(device, dtype)
     X_test, y_test = X_test.to(device, dtype), y_test.to(device, dtype)
-    arch = _Architecture(spec, X_pool.shape[1], n_classes, device)
+    arch = Architecture(spec, X_pool.shape[1], n_classes, device)
     N = X_pool.shape[0]
     members, nonmembers = attacks.membership_split(N, seed)
     n = int(members.size)
@@ -518,7 +518,7 @@ def audit(X_pool, y_pool, X_test, y_test, quantizers: Mapping[str, Quantizer], *
                                                                                                      device=device)]
 
     # 2. the indicator, from the target alone
-    from . import indicator
+    from mislib import indicator
 
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -624,14 +624,14 @@ def audit(X_pool, y_pool, X_test, y_test, quantizers: Mapping[str, Quantizer], *
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def _indicator_intervals(arch: _Architecture, X, y, items, n_replicates: int, seed: int,
+def _indicator_intervals(arch: Architecture, X, y, items, n_replicates: int, seed: int,
                          confidence: float = 0.95):
     """Percentile bootstrap intervals of the indicator: the member set resampled ``n_replicates`` times, each
     replicate retrained from scratch by the same batched trainer as the shadows (so non-convex models get the
     same treatment as the target), then standard errors and indicator recomputed. Replicates whose Hessian is
     not positive definite are dropped (counted in the returned ``used``).
     Returns ({label: {measurement: (low, high)}}, seconds, model fits, replicates used)."""
-    from . import indicator
+    from mislib import indicator
 
     if n_replicates == 0:
         return {}, 0.0, 0, 0
@@ -680,288 +680,10 @@ def _cell_bounds(q: Quantizer, params: dict):
     return lows, highs
 
 
-# -------------------------------------------------------------------------------------- ranking agreement
-
-@dataclass(frozen=True)
-class RankingAgreement:
-    """How an indicator orders items (quantizers) against a reference with confidence intervals.
-
-    ``n_separated`` pairs have reference intervals that do not overlap; ``concordant`` of them (indicator
-    ties count one half) are ordered the same way by the indicator; ``concordant_fraction`` is the ratio (NaN
-    when no pair is separated). ``kendall_tau`` is Kendall's tau-b between the two privacy orderings over all
-    items (NaN when either is constant); ``kendall_p`` its two-sided p-value."""
-
-    n_items: int
-    n_pairs: int
-    n_separated: int
-    concordant: float
-    concordant_fraction: float
-    kendall_tau: float
-    kendall_p: float
-
-    def as_dict(self) -> dict:
-        return dict(vars(self))
-
-
-def _vector(name, value, length=None) -> np.ndarray:
-    array = np.asarray(value, dtype=np.float64)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-d (one value per item), got shape {array.shape}")
-    if length is not None and array.size != length:
-        raise ValueError(f"{name} has {array.size} values but score has {length}; give one per item")
-    if np.isnan(array).any():
-        raise ValueError(f"{name} contains NaN; drop the items without a value first")
-    return array
-
-
-def ranking_agreement(score, reference, reference_low=None, reference_high=None, *,
-                      score_higher_is_private: bool = True,
-                      reference_higher_is_private: bool = True) -> RankingAgreement:
-    """Agreement between the privacy ordering given by ``score`` and by ``reference`` over the same items.
-
-    ``score`` (e.g. ``r_soft``: higher = more private) and ``reference`` (e.g. the Monte-Carlo ``Delta_n`` or
-    the best attack's AUC: higher = *less* private, so ``reference_higher_is_private=False``), one value per
-    item. A pair counts when the reference intervals ``[reference_low, reference_high]`` do not overlap
-    (without intervals: when the reference values differ); it is concordant when the score orders it the same
-    way as the reference, half when the score ties. Infinite scores are allowed (a release that never
-    changes has ``r = inf``)."""
-    score = np.asarray(score, dtype=np.float64)
-    if score.ndim != 1:
-        raise ValueError(f"score must be 1-d (one value per item), got shape {score.shape}")
-    if np.isnan(score).any():
-        raise ValueError("score contains NaN; drop the items without a value first")
-    m = score.size
-    if m < 2:
-        raise ValueError(f"need at least 2 items to compare orderings, got {m}")
-    reference = _vector("reference", reference, m)
-    if np.isinf(reference).any():
-        raise ValueError("reference must be finite")
-    if (reference_low is None) != (reference_high is None):
-        raise ValueError("give both reference_low and reference_high, or neither")
-    if reference_low is None:
-        low = high = reference
-    else:
-        low, high = _vector("reference_low", reference_low, m), _vector("reference_high", reference_high, m)
-        if (low > reference + 1e-12).any() or (high < reference - 1e-12).any():
-            raise ValueError("every reference value must lie inside its interval [reference_low, "
-                             "reference_high]")
-    s = score if score_higher_is_private else -score
-    r = reference if reference_higher_is_private else -reference
-    lo, hi = (low, high) if reference_higher_is_private else (-high, -low)
-    i, j = np.triu_indices(m, k=1)
-    a_above = lo[i] > hi[j]                  # item i is more private than j beyond the intervals
-    b_above = lo[j] > hi[i]
-    separated = a_above | b_above
-    with np.errstate(invalid="ignore"):
-        diff = s[i] - s[j]                   # inf - inf -> NaN: a tie
-    sign_score = np.where(np.isnan(diff), 0.0, np.sign(diff))
-    sign_reference = np.where(a_above, 1.0, -1.0)
-    agree = np.where(sign_score == 0, 0.5, (sign_score == sign_reference).astype(float))
-    n_sep = int(separated.sum())
-    concordant = float(agree[separated].sum())
-    from scipy.stats import kendalltau
-
-    finite = np.where(np.isinf(s), np.sign(s) * (np.nanmax(np.abs(s[np.isfinite(s)]), initial=1.0) * 2 + 1), s)
-    if np.ptp(finite) == 0 or np.ptp(r) == 0:
-        tau, p = math.nan, math.nan
-    else:
-        result = kendalltau(finite, r)
-        tau, p = float(result.statistic), float(result.pvalue)
-    return RankingAgreement(n_items=m, n_pairs=int(i.size), n_separated=n_sep, concordant=concordant,
-                            concordant_fraction=concordant / n_sep if n_sep else math.nan,
-                            kendall_tau=tau, kendall_p=p)
-
-
-def _pivot(table: pd.DataFrame, method: str, measurement: str, by: list[str]) -> pd.DataFrame:
-    part = table[(table["method"] == method) & (table["measurement"] == measurement)]
-    if part.empty:
-        raise ValueError(f"the table has no rows with method {method!r} and measurement {measurement!r}")
-    return part.set_index(by + ["quantizer"])[["value", "value_low", "value_high"]]
-
-
-def agreement_table(table: pd.DataFrame, score: tuple[str, str] = ("indicator", "r_soft_with_scale"),
-                    reference: tuple[str, str] = ("best_attack", "auc"), *,
-                    by: Sequence[str] = ("model", "sample_size", "seed"), reference_by: Sequence[str] | None = None,
-                    score_higher_is_private: bool = True, reference_higher_is_private: bool = False,
-                    quantizers: Sequence[str] | None = None, use_intervals: bool = True) -> pd.DataFrame:
-    """``ranking_agreement`` of ``score`` against ``reference`` (each a (method, measurement) of an audit
-    table) within each group of ``by``; one row per group with the fields of ``RankingAgreement``.
-
-    ``reference_by`` (a subset of ``by``, default ``by``) are the keys on which reference rows are matched: a
-    Monte-Carlo ground truth computed once per sample size serves the audits of every seed with
-    ``reference_by=("model", "sample_size")``. ``quantizers`` restricts the items; quantizers missing either
-    value in a group are dropped."""
-    by = list(by)
-    joined = _joined(table, score, reference, by, reference_by, quantizers)
-    rows = []
-    for key, group in joined.groupby(by, sort=True):
-        if len(group) < 2:
-            continue
-        intervals = use_intervals and group[["value_low", "value_high"]].notna().all().all()
-        result = ranking_agreement(group["score"].to_numpy(), group["value"].to_numpy(),
-                                   group["value_low"].to_numpy() if intervals else None,
-                                   group["value_high"].to_numpy() if intervals else None,
-                                   score_higher_is_private=score_higher_is_private,
-                                   reference_higher_is_private=reference_higher_is_private)
-        key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, key)), "score": f"{score[0]}.{score[1]}",
-                     "reference": f"{reference[0]}.{reference[1]}", **result.as_dict()})
-    return pd.DataFrame(rows)
-
-
-def _joined(table, score, reference, by, reference_by, quantizers):
-    """Score (column ``score``) beside the reference (``value``, ``value_low``, ``value_high``) per item."""
-    reference_by = by if reference_by is None else list(reference_by)
-    if not set(reference_by) <= set(by):
-        raise ValueError(f"reference_by {reference_by} must be a subset of by {by}")
-    missing = [c for c in by + ["quantizer", "method", "measurement", "value"] if c not in table.columns]
-    if missing:
-        raise ValueError(f"table lacks the columns {missing}")
-    left = _pivot(table, *score, by)[["value"]].rename(columns={"value": "score"}).reset_index()
-    right = _pivot(table, *reference, reference_by).reset_index()
-    joined = left.merge(right, on=reference_by + ["quantizer"], how="inner")
-    if quantizers is not None:
-        joined = joined[joined["quantizer"].isin(list(quantizers))]
-    return joined.dropna(subset=["score", "value"])
-
-
-def discordant_pairs(table: pd.DataFrame, score: tuple[str, str], reference: tuple[str, str], *,
-                     by: Sequence[str] = ("model", "sample_size", "seed"), reference_by: Sequence[str] | None = None,
-                     score_higher_is_private: bool = True, reference_higher_is_private: bool = False,
-                     quantizers: Sequence[str] | None = None) -> pd.DataFrame:
-    """The pairs that ``agreement_table`` counts as discordant: the reference separates them beyond the
-    intervals, and the score orders them the other way (ties are not listed). One row per pair: the group,
-    the quantizer that the reference finds more private and its values, then the other one."""
-    by = list(by)
-    joined = _joined(table, score, reference, by, reference_by, quantizers)
-    rows = []
-    for key, group in joined.groupby(by, sort=True):
-        g = group.reset_index(drop=True)
-        s = g["score"].to_numpy() * (1 if score_higher_is_private else -1)
-        sign = 1 if reference_higher_is_private else -1
-        lo = np.where(sign > 0, g["value_low"], -g["value_high"])
-        hi = np.where(sign > 0, g["value_high"], -g["value_low"])
-        for i, j in zip(*np.nonzero((lo[:, None] > hi[None, :]) & (s[:, None] < s[None, :]))):
-            rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))),
-                         "more private (reference)": g.quantizer[i], "its reference": g.value[i],
-                         "its score": g.score[i], "less private (reference)": g.quantizer[j],
-                         "reference ": g.value[j], "score ": g.score[j]})
-    columns = by + ["more private (reference)", "its reference", "its score", "less private (reference)",
-                    "reference ", "score "]
-    return pd.DataFrame(rows, columns=columns)
-
-
-# Scores compared in the study: (method, measurement, higher is more private). The last two are naive
-# baselines that an indicator should beat: fewer bits, or more zeros, taken as "more private".
-STUDY_SCORES = (
-    ("indicator", "r_min_with_scale", True),
-    ("indicator", "r_soft_with_scale", True),
-    ("indicator", "r_soft", True),
-    ("quantizer", "bits_per_weight", False),
-    ("quantizer", "sparsity", True),
-)
-
-
-def study_agreement(table: pd.DataFrame, scores=STUDY_SCORES, *, deterministic_only: bool = True) -> pd.DataFrame:
-    """Agreement of each score with each available reference, for every data set, model, sample size and seed
-    of a study table (``run_synthetic_ranking``): the best attack's AUC everywhere, and the Monte-Carlo
-    ``delta_best_lower_bound`` where the table has it (matched on data set, model and sample size).
-
-    ``deterministic_only``: rank only deterministic releases. A randomised quantizer has no cells, so its
-    margins, and every indicator built on them, are 0 by convention (THEORY.md §3: stochastic rounding's
-    ``Delta_n`` decays like 1/n, which no margin shows); ranking it by them would test a convention."""
-    frames = []
-    for dataset, part in table.groupby("dataset", sort=False):
-        kept = None
-        if deterministic_only:
-            flags = part[(part.method == "quantizer") & (part.measurement == "deterministic")]
-            kept = sorted(set(flags.loc[flags.value == 1, "quantizer"]))
-        references = [(("best_attack", "auc"), ["model", "sample_size", "seed"])]
-        if (part.method == "monte_carlo").any():
-            references.append((("monte_carlo", "delta_best_lower_bound"), ["model", "sample_size"]))
-        for method, measurement, higher in scores:
-            for reference, reference_by in references:
-                result = agreement_table(part, (method, measurement), reference,
-                                         by=("model", "sample_size", "seed"), reference_by=reference_by,
-                                         score_higher_is_private=higher, reference_higher_is_private=False,
-                                         quantizers=kept)
-                if len(result):
-                    frames.append(result.assign(dataset=dataset))
-    out = pd.concat(frames, ignore_index=True)
-    return out[["dataset", *[c for c in out.columns if c != "dataset"]]]
-
-
-def pooled_agreement(agreements: pd.DataFrame, by: Sequence[str] | None = None):
-    """Pool an ``agreement_table``: total concordant over total separated pairs, and the mean Kendall tau
-    (NaN taus, from constant scores, count as 0: an indicator that ties everything orders nothing). Without
-    ``by`` a dict for the whole table; with ``by`` a DataFrame with one row per group."""
-    def pool(frame):
-        separated = int(frame["n_separated"].sum())
-        concordant = float(frame["concordant"].sum())
-        return {"n_groups": int(len(frame)), "n_separated": separated, "concordant": concordant,
-                "concordant_fraction": concordant / separated if separated else math.nan,
-                "mean_kendall_tau": float(frame["kendall_tau"].fillna(0.0).mean())}
-
-    if by is None:
-        return pool(agreements)
-    by = list(by)
-    rows = [{**dict(zip(by, key if isinstance(key, tuple) else (key,))), **pool(group)}
-            for key, group in agreements.groupby(by, sort=True)]
-    return pd.DataFrame(rows)
-
-
-# ------------------------------------------------------------------------------- the synthetic ranking study
-
-# (label, quantizer name, parameters). A parameter "public:<b>" is replaced by the public b-bit scale: the
-# absmax step max|w| / (2**(b-1) - 1) of a reference model trained on public data (an independent sample of
-# the same law, the same size), so that "uniform 4-bit, public scale" and "stochastic rounding" share the grid
-# that "uniform 4-bit" would compute, but fixed in advance instead of learned from the private data.
-STUDY_QUANTIZERS = (
-    ("identity", "identity", {}),
-    ("uniform 8-bit", "uniform", {"bits": 8}),
-    ("uniform 4-bit", "uniform", {"bits": 4}),
-    ("uniform 3-bit", "uniform", {"bits": 3}),
-    ("uniform 2-bit", "uniform", {"bits": 2}),
-    ("uniform 4-bit, power-of-two scale", "uniform", {"bits": 4, "scale_format": "pow2"}),
-    ("uniform 4-bit, public scale", "uniform", {"bits": 4, "scale_format": "public", "scale": "public:4"}),
-    ("sign", "sign", {}),
-    ("ternary absmean", "ternary_absmean", {}),
-    ("ternary 33% sparse", "ternary_sparsity", {"sparsity": 0.33}),
-    ("ternary 50% sparse", "ternary_sparsity", {"sparsity": 0.5}),
-    ("ternary 90% sparse", "ternary_sparsity", {"sparsity": 0.9}),
-    ("pruning 33%", "magnitude_pruning", {"sparsity": 0.33}),
-    ("pruning 50%", "magnitude_pruning", {"sparsity": 0.5}),
-    ("pruning 90%", "magnitude_pruning", {"sparsity": 0.9}),
-    ("k-means 3-bit", "kmeans", {"bits": 3}),
-    ("stochastic rounding, public 4-bit grid", "stochastic_rounding", {"step": "public:4"}),
-)
-
-# The low-dimensional variant: a one-parameter logistic model, where the Monte-Carlo Bayes-optimal Delta_n is
-# feasible because every release below takes few values (a float scale or full-precision weights would give a
-# new release at every retraining: no Monte-Carlo estimate can see them). Public grids are placed relative to
-# the public reference model's weight, at a level, 0.3 or 0.1 step from a threshold, or on a threshold: their
-# true privacy differs by orders of magnitude, which is what an indicator has to find from one private model.
-LOWDIM_QUANTIZERS = (
-    ("identity", "identity", {}),
-    ("grid, 4-bit step, reference at a level", "fixed_grid", {"step": "public:4"}),
-    ("grid, 4-bit step, reference 0.3 step from a threshold", "fixed_grid",
-     {"step": "public:4", "offset": "public:4*0.2"}),
-    ("grid, 4-bit step, reference 0.1 step from a threshold", "fixed_grid",
-     {"step": "public:4", "offset": "public:4*0.4"}),
-    ("grid, 4-bit step, reference on a threshold", "fixed_grid", {"step": "public:4", "offset": "public:4*0.5"}),
-    ("grid, 2-bit step, reference at a level", "fixed_grid", {"step": "public:2"}),
-    ("grid, 2-bit step, reference 0.1 step from a threshold", "fixed_grid",
-     {"step": "public:2", "offset": "public:2*0.4"}),
-    ("uniform 4-bit, power-of-two scale", "uniform", {"bits": 4, "scale_format": "pow2"}),
-    ("stochastic rounding, 4-bit step", "stochastic_rounding", {"step": "public:4"}),
-    ("stochastic rounding, 2-bit step", "stochastic_rounding", {"step": "public:2"}),
-)
-
-
 def build_quantizers(specs, public_absmax: float | None = None) -> dict:
     """``{label: Quantizer}`` from ``(label, name, params)`` triples; a parameter ``"public:<b>"`` becomes the
     public b-bit step ``public_absmax / (2**(b-1) - 1)`` and ``"public:<b>*<f>"`` the fraction f of it."""
-    from . import quantizers as Q
+    from mislib import quantizers as Q
 
     out = {}
     for label, name, params in specs:
@@ -976,254 +698,3 @@ def build_quantizers(specs, public_absmax: float | None = None) -> dict:
             resolved[key] = value
         out[label] = Q.get(name, **resolved)
     return out
-
-
-def _sample_seed(seed: int, sample_size: int, stream: int) -> int:
-    """Independent sample streams per (seed, sample size, purpose)."""
-    return (seed * 1_000_003 + sample_size * 101 + stream) % (2 ** 62)
-
-
-def _law(settings: dict):
-    from .datasets.synthetic import GaussianMixture
-
-    return GaussianMixture(dim=settings["dim"], k_modes=settings["k_modes"], separation=settings["separation"],
-                           centers_seed=settings.get("law_seed", 0))
-
-
-def _draw(law, size: int, seed: int, centre: bool):
-    X, y = law.sample(size, seed)
-    if centre:  # subtract the (known) mixture mean: a model without intercept is then well specified
-        X = X - law.centers.mean(0)
-    return X, y
-
-
-def _model_spec(settings: dict, model: str) -> ModelSpec:
-    ridge = settings["ridge"]
-    ridge = ridge[model] if isinstance(ridge, Mapping) else ridge    # one ridge, or one per model kind
-    return ModelSpec(kind=model, task="classification", ridge=ridge, hidden=settings.get("hidden", 16),
-                     n_iter=settings.get("n_iter", 500), lr=settings.get("lr", 0.02),
-                     fit_intercept=settings.get("fit_intercept", True))
-
-
-def public_absmax(settings: dict, model: str, sample_size: int) -> float:
-    """max |w| of the largest weight tensor of a model trained on public data (seed-independent: one public
-    data set per law and sample size), the basis of every public grid."""
-    law = _law(settings)
-    spec = _model_spec(settings, model)
-    X, y = _draw(law, sample_size, _sample_seed(10 ** 6, sample_size, 3), settings.get("centre", False))
-    arch = _Architecture(spec, X.shape[1], 2 if settings["k_modes"] >= 2 else None, "cpu")
-    params = arch.fit(X, y, torch.ones(1, X.shape[0], dtype=torch.float64))
-    main = max(params, key=lambda k: params[k][0].numel())
-    return float(params[main][0].abs().max())
-
-
-def synthetic_configuration(item: dict) -> pd.DataFrame:
-    """One audit of the synthetic study: ``item`` holds ``model``, ``sample_size``, ``seed`` and the shared
-    settings (``dim``, ``k_modes``, ``separation``, ``ridge``, ``hidden``, ``n_iter``, ``n_test``, ``n_shadow``,
-    ``n_bootstrap``, ``indicator_bootstrap``, ``quantizers`` as ``(label, name, params)`` triples, ``centre``,
-    ``fit_intercept``, ``dataset``)."""
-    law = _law(item)
-    n, seed, centre = item["sample_size"], item["seed"], item.get("centre", False)
-    X_pool, y_pool = _draw(law, 2 * n, _sample_seed(seed, n, 1), centre)
-    X_test, y_test = _draw(law, item["n_test"], _sample_seed(seed, n, 2), centre)
-    quantizers = build_quantizers(item["quantizers"], public_absmax(item, item["model"], n))
-    table = audit(X_pool, y_pool, X_test, y_test, quantizers, model=_model_spec(item, item["model"]),
-                  n_shadow=item["n_shadow"], seed=seed, n_bootstrap=item["n_bootstrap"],
-                  indicator_bootstrap=item["indicator_bootstrap"], device=item.get("device"))
-    table.insert(0, "dataset", item["dataset"])
-    return table
-
-
-def montecarlo_configuration(item: dict) -> pd.DataFrame:
-    """Monte-Carlo Bayes-optimal ``Delta_n`` (``mislib.montecarlo``) of each quantizer of ``item`` for a
-    logistic model without intercept on the (centred) law of ``item``, at ``sample_size``: ``n_targets``
-    targets, ``n_retrain`` retrainings with and without each. Rows: method ``monte_carlo``, measurements
-    ``delta_lower_bound`` (split-sample), ``delta_rule_lower_bound`` (the white-box likelihood-ratio rule fixed
-    in advance, deterministic quantizers), ``delta_best_lower_bound`` (the larger of the two, with its
-    interval) and ``delta_plug_in``, all with intervals, ``distinct_fraction`` (distinct releases
-    over retrainings: near 1, the release is effectively continuous and the estimates mean nothing),
-    ``model_fits`` and ``seconds``; ``seed`` is the Monte-Carlo seed."""
-    from . import models, montecarlo
-
-    if item.get("fit_intercept", True) or item.get("model", "logistic") != "logistic":
-        raise ValueError("the Monte-Carlo ground truth is implemented for the logistic model without intercept "
-                         "(fit_intercept=False), whose single weight tensor is the whole release")
-    law = _law(item)
-    n, seed = item["sample_size"], item["seed"]
-    mean = law.centers.mean(0)
-
-    def sampler(size, generator):
-        X, y = law.sample(size, generator)
-        return X - mean, y
-
-    ridge = _model_spec(item, "logistic").ridge
-
-    def trainer(X, y):
-        return models.fit_logistic(X, y, ridge, fit_intercept=False)
-
-    sims = montecarlo.retrain(sampler, trainer, n, n_targets=item["n_targets"], n_retrain=item["n_retrain"],
-                              seed=seed)
-    # The Gaussian working model of the white-box attack, at the population: weights N(mean, std^2) without the
-    # target, shifted by the target's influence -(1/n) H^-1 grad loss(z) with it (H from a large sample).
-    out = sims.outside.reshape(-1, sims.outside.shape[-1])
-    mean, std = out.mean(0), out.std(0)
-    X_big, y_big = sampler(20_000, torch.Generator().manual_seed(seed + 1))
-    module = models.LogisticRegression(law.dim, fit_intercept=False)
-    with torch.no_grad():
-        module.linear.weight.copy_(mean.reshape(1, -1))
-    X_t, y_t = sims.targets
-    shifts = influence_shifts(module, X_big, y_big, X_t, y_t, "logistic", ridge=ridge) * (X_big.shape[0] / n)
-    whitebox = {"mean_out": mean.numpy(), "std": std.numpy(), "shifts": shifts.numpy()}
-    quantizers = build_quantizers(item["quantizers"], public_absmax(item, "logistic", n))
-    rows = []
-    for label, q in quantizers.items():
-        # the release is one weight tensor [1, d]; a per-tensor quantizer treats it as the vector [d]
-        res = montecarlo.montecarlo_delta(sims, q, label=label, seed=seed, whitebox=whitebox)
-        base = {"dataset": item["dataset"], "model": "logistic", "quantizer": label, "sample_size": n,
-                "seed": seed, "method": "monte_carlo"}
-        best = max((res.lower_bound, res.lower_bound_low, res.lower_bound_high),
-                   (res.rule_lower_bound, res.rule_lower_bound_low, res.rule_lower_bound_high),
-                   key=lambda t: -math.inf if math.isnan(t[0]) else t[0])
-        for measurement, value, low, high in (
-                ("delta_lower_bound", res.lower_bound, res.lower_bound_low, res.lower_bound_high),
-                ("delta_rule_lower_bound", res.rule_lower_bound, res.rule_lower_bound_low,
-                 res.rule_lower_bound_high),
-                ("delta_best_lower_bound", *best),
-                ("delta_plug_in", res.plug_in, res.plug_in_low, res.plug_in_high),
-                ("distinct_fraction", res.distinct_fraction, math.nan, math.nan),
-                ("model_fits", res.model_fits, math.nan, math.nan),
-                ("seconds", res.seconds, math.nan, math.nan)):
-            rows.append({**base, "measurement": measurement, "value": float(value), "value_low": float(low),
-                         "value_high": float(high)})
-    return pd.DataFrame(rows)
-
-
-def _warm_up():
-    """torch.func compiles on first use (seconds): pay it once before anything is timed."""
-    from .datasets.synthetic import GaussianMixture
-    from . import quantizers as Q
-
-    X, y = GaussianMixture(dim=3).sample(16, 0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for kind in ("logistic", "mlp"):
-            audit(X, y, X, y, {"identity": Q.get("identity")},
-                  model=ModelSpec(kind=kind, hidden=2, n_iter=200, ridge=1e-2), n_shadow=4, n_bootstrap=0)
-
-
-def _run_item(item: dict) -> pd.DataFrame:
-    _warm_up()  # in every worker process, so that each configuration's wall times are comparable
-    if item["study"] == "monte_carlo":
-        return montecarlo_configuration(item)
-    return synthetic_configuration(item)
-
-
-def synthetic_ranking_items(settings: dict) -> list[dict]:
-    """The configurations of the study: for each data set in ``settings["datasets"]`` (a list of dicts with the
-    law, models, sample sizes, seeds and sizes), one item per (model, sample size, seed), plus one Monte-Carlo
-    item per sample size and Monte-Carlo seed where ``montecarlo`` is given."""
-    items = []
-    for data in settings["datasets"]:
-        shared = {k: v for k, v in data.items() if k not in ("models", "sample_sizes", "seeds", "montecarlo")}
-        shared["quantizers"] = [list(q) for q in shared["quantizers"]]
-        for model in data["models"]:
-            for n in data["sample_sizes"]:
-                for seed in data["seeds"]:
-                    items.append({**shared, "study": "audit", "model": model, "sample_size": n, "seed": seed})
-        mc = data.get("montecarlo")
-        if mc:
-            for n in data["sample_sizes"]:
-                for seed in mc.get("seeds", [0]):
-                    items.append({**shared, **mc, "study": "monte_carlo", "model": "logistic", "sample_size": n,
-                                  "seed": seed})
-    return items
-
-
-def run_synthetic_ranking(settings: dict, n_jobs: int | None = None) -> pd.DataFrame:
-    """Every configuration of ``synthetic_ranking_items(settings)`` through ``experiments.parallel_map``
-    (joblib processes or a Dask cluster, see there), concatenated into one tidy table."""
-    from .experiments import parallel_map
-
-    items = synthetic_ranking_items(settings)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tables = parallel_map(_run_item, items, n_jobs=n_jobs, progress="synthetic ranking")
-    table = pd.concat(tables, ignore_index=True)
-    return table[["dataset", *COLUMNS]]
-
-
-def synthetic_ranking_settings(*, dim: int, sample_sizes, seeds, lowdim_sample_sizes, lowdim_seeds, n_shadow: int,
-                               n_bootstrap: int, indicator_bootstrap: int, n_test: int, mc_targets: int,
-                               mc_retrain: int, hidden: int, n_iter: int) -> dict:
-    """The study's configuration (JSON-serialisable, hashed by ``experiments.cached_table``) from its sizes:
-
-    - ``gaussian mixture, dimension <dim>``: 4 modes, separation 3, classes alternating between modes (so a
-      class is itself a mixture); logistic regression (ridge 1e-3) and a one-hidden-layer tanh MLP with
-      ``hidden`` units (ridge 1e-2; Adam for ``n_iter`` steps then Newton-polished), the quantizers of
-      ``STUDY_QUANTIZERS``;
-    - ``gaussian mixture, dimension 1``: 2 modes at +-1, centred, a logistic model without intercept (one
-      weight), the public grids of ``LOWDIM_QUANTIZERS``, and the Monte-Carlo Bayes-optimal ``Delta_n`` with
-      ``mc_targets`` targets and ``mc_retrain`` retrainings with and without each.
-    """
-    shared = dict(n_shadow=n_shadow, n_bootstrap=n_bootstrap, indicator_bootstrap=indicator_bootstrap,
-                  n_test=n_test)
-    return {"datasets": [
-        dict(dataset=f"gaussian mixture, dimension {dim}", dim=dim, k_modes=4, separation=3.0,
-             ridge={"logistic": 1e-3, "mlp": 1e-2}, hidden=hidden, n_iter=n_iter,
-             quantizers=[list(q) for q in STUDY_QUANTIZERS], models=["logistic", "mlp"],
-             sample_sizes=list(sample_sizes), seeds=list(seeds), **shared),
-        dict(dataset="gaussian mixture, dimension 1", dim=1, k_modes=2, separation=1.0, ridge=1e-3, centre=True,
-             fit_intercept=False, quantizers=[list(q) for q in LOWDIM_QUANTIZERS], models=["logistic"],
-             sample_sizes=list(lowdim_sample_sizes), seeds=list(lowdim_seeds),
-             montecarlo=dict(n_targets=mc_targets, n_retrain=mc_retrain, seeds=[0]), **shared),
-    ]}
-
-
-def wide_table(table: pd.DataFrame, pairs, index) -> pd.DataFrame:
-    """Selected ``(method, measurement)`` pairs of a tidy audit table side by side: one row per value of
-    ``index`` (columns of the table), columns ``method.measurement`` with ``_low`` / ``_high``."""
-    frames = []
-    for method, measurement in pairs:
-        part = table[(table.method == method) & (table.measurement == measurement)]
-        part = part.set_index(list(index))[["value", "value_low", "value_high"]]
-        name = f"{method}.{measurement}"
-        frames.append(part.rename(columns={"value": name, "value_low": f"{name}_low",
-                                           "value_high": f"{name}_high"}))
-    return pd.concat(frames, axis=1).reset_index()
-
-
-def cost_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per audited configuration: seconds and model fits of the indicator (every quantizer, point
-    estimates; its bootstrap intervals separately) and of the shadow-model audit (training of target and
-    shadows, white-box set-up, every quantizer's attack scores; the attack metrics' bootstrap separately), and
-    the ratio ``shadow_over_indicator`` of the point-estimate costs."""
-    cost = table[(table.method == "cost") & (table.quantizer == "(all)")]
-    wide = cost.pivot_table(index=["dataset", "model", "sample_size", "seed"], columns="measurement",
-                            values="value").reset_index()
-    fits = table[(table.method == "cost") & (table.measurement == "shadow_model_fits")]
-    fits = fits.groupby(["dataset", "model", "sample_size", "seed"])["value"].first().rename("shadow_model_fits")
-    wide = wide.merge(fits.reset_index(), on=["dataset", "model", "sample_size", "seed"])
-    wide["shadow_over_indicator"] = wide["shadow_audit_total_seconds"] / wide["indicator_total_seconds"]
-    wide["indicator_model_fits"] = 1
-    columns = ["dataset", "model", "sample_size", "seed", "indicator_total_seconds", "indicator_model_fits",
-               "indicator_interval_seconds", "indicator_interval_model_fits", "shadow_audit_total_seconds",
-               "shadow_model_fits", "attack_interval_seconds", "training_seconds", "shadow_over_indicator"]
-    return wide[columns]
-
-
-def indicator_vs_montecarlo(table: pd.DataFrame) -> pd.DataFrame:
-    """The indicator of every audit (each seed) beside the Monte-Carlo ground truth at the same data set, model,
-    sample size and quantizer: one row per (data set, model, sample size, seed, quantizer), columns
-    ``method.measurement`` (with ``_low``/``_high``)."""
-    audits = table[table.method != "monte_carlo"]
-    mc = table[table.method == "monte_carlo"]
-    if mc.empty:
-        raise ValueError("the table has no Monte-Carlo rows (method 'monte_carlo')")
-    index = ["dataset", "model", "sample_size", "seed", "quantizer"]
-    left = wide_table(audits[audits.dataset.isin(mc.dataset.unique())],
-                 [("indicator", "r_min_with_scale"), ("indicator", "r_soft_with_scale"),
-                  ("indicator", "delta_bound_with_scale"), ("best_attack", "auc"), ("quantizer", "deterministic")],
-                 index)
-    right = wide_table(mc, [("monte_carlo", "delta_best_lower_bound"), ("monte_carlo", "delta_plug_in"),
-                       ("monte_carlo", "distinct_fraction")], ["dataset", "model", "sample_size", "quantizer"])
-    return left.merge(right, on=["dataset", "model", "sample_size", "quantizer"], how="inner")

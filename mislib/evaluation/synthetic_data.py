@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..checks import check_float, check_int, resolve_device
+from mislib.infra.checks import check_float, check_int, resolve_device
 
 
 def _generator(seed: int | torch.Generator) -> torch.Generator:
@@ -103,7 +103,7 @@ class LogisticModel:
         return len(self.beta)
 
     def true_parameters(self, fit_intercept: bool = False) -> torch.Tensor:
-        """theta* in the layout of ``mislib.models.fit_logistic`` (intercept last) -- without the ridge shrinkage."""
+        """theta* in the layout of ``mislib.evaluation.trainers.fit_logistic`` (intercept last) -- without the ridge shrinkage."""
         beta = torch.tensor(self.beta, dtype=torch.float64)
         return torch.cat([beta, torch.tensor([self.intercept], dtype=torch.float64)]) if fit_intercept else beta
 

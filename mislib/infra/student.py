@@ -1,6 +1,6 @@
 """Student copies of the notebooks: cells tagged ``solution`` are removed, everything else is kept.
 
-    python -m mislib.student notebooks student      # (or: make student)
+    python -m mislib.infra.student notebooks student      # (or: make student)
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def write_student_copies(source: Path, destination: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python -m mislib.student SOURCE_DIR DESTINATION_DIR", file=sys.stderr)
+        print("usage: python -m mislib.infra.student SOURCE_DIR DESTINATION_DIR", file=sys.stderr)
         return 2
     for path in write_student_copies(Path(argv[0]), Path(argv[1])):
         print(f"wrote {path}")

@@ -1,1 +1,0 @@
-"""Data: synthetic Gaussian mixtures (``synthetic``) and real molecular property tasks (``molecules``)."""

@@ -1,0 +1,1 @@
+"""Infrastructure: cached result tables, presets, paths, input checks, student copies, the papermill runner."""

@@ -1,0 +1,1 @@
+"""Molecular data sets and embedders (the optional ``molecules`` extra: RDKit, datamol, ONNX Runtime)."""

@@ -1,0 +1,1 @@
+"""One module per notebook: its configuration, run, plot_* functions and conclusions."""
