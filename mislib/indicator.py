@@ -36,7 +36,7 @@ from torch.func import hessian as func_hessian
 
 from mislib.infra.checks import check_choice, check_float, check_int, check_tensor
 from mislib.modules import LinearRegression, LogisticRegression, flatten_params, unflatten_params
-from mislib.quantizers import Quantizer
+from mislib.quantizers import Quantizer, labelled
 
 LOSS_NAMES = ("logistic", "squared", "cross_entropy")
 METHODS = ("sandwich", "bootstrap")
@@ -938,19 +938,6 @@ def _statistic_stderr(statistic, w, se):
 
 # -------------------------------------------------------------------------------------- model-level driver
 
-def _named_quantizers(quantizers):
-    if isinstance(quantizers, Quantizer):
-        quantizers = [quantizers]
-    if isinstance(quantizers, Mapping):
-        items = list(quantizers.items())
-    else:
-        items = [(_quantizer_label(q), q) for q in quantizers]
-    if not items:
-        raise ValueError("quantizers is empty")
-    for label, q in items:
-        if not isinstance(q, Quantizer):
-            raise TypeError(f"quantizers[{label!r}] must be a Quantizer, got {type(q).__name__}")
-    return items
 
 
 def estimate_model(model: nn.Module, X, y, loss=None, quantizers=(), *, ridge: float = 0.0,
@@ -967,7 +954,7 @@ def estimate_model(model: nn.Module, X, y, loss=None, quantizers=(), *, ridge: f
     """
     import pandas as pd
 
-    items = _named_quantizers(quantizers)
+    items = labelled(quantizers)
     n_bootstrap_ci = check_int("n_bootstrap_ci", n_bootstrap_ci, minimum=0)
     if n_bootstrap_ci == 1:
         raise ValueError("n_bootstrap_ci must be 0 (no intervals) or >= 2")

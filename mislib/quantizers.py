@@ -53,6 +53,7 @@ Conventions shared by the family:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -892,3 +893,25 @@ def get(name: str, **params) -> Quantizer:
         return _REGISTRY[name](**params)
     except TypeError as exc:
         raise TypeError(f"bad parameters for quantizer {name!r}: {exc}") from exc
+
+
+def labelled(quantizers) -> list[tuple[str, Quantizer]]:
+    """``[(label, quantizer), ...]`` from one quantizer, a dict ``{label: quantizer}`` or a list (labelled by
+    ``repr``); every entry checked. Used wherever a user hands over several quantizers to compare."""
+    if isinstance(quantizers, Quantizer):
+        quantizers = [quantizers]
+    if isinstance(quantizers, Mapping):
+        items = list(quantizers.items())
+    elif isinstance(quantizers, (list, tuple)):
+        items = [(repr(q), q) for q in quantizers]
+    else:
+        raise TypeError(f"quantizers must be a Quantizer, a dict {{label: Quantizer}} or a list of them, got "
+                        f"{type(quantizers).__name__}")
+    if not items:
+        raise ValueError("quantizers is empty; give e.g. {'uniform 4-bit': quantizers.get('uniform', bits=4)}")
+    for label, q in items:
+        if not isinstance(label, str) or not label:
+            raise TypeError(f"quantizer labels must be non-empty strings, got {label!r}")
+        if not isinstance(q, Quantizer):
+            raise TypeError(f"quantizers[{label!r}] must be a mislib.quantizers.Quantizer, got {type(q).__name__}")
+    return items

@@ -282,7 +282,7 @@ def test_singular_hessian_and_bad_quantizer_lists():
         estimate_model(fitted, Xl, yl, "logistic", {}, ridge=0.1)
     with pytest.raises(ValueError, match="n_bootstrap_ci"):
         estimate_model(fitted, Xl, yl, "logistic", [Q.Identity()], ridge=0.1, n_bootstrap_ci=1)
-    with pytest.raises(TypeError, match="must be a Quantizer"):
+    with pytest.raises(TypeError, match="must be a mislib.quantizers.Quantizer"):
         estimate_model(fitted, Xl, yl, "logistic", {"bad": "sign"}, ridge=0.1)
 
 

@@ -168,7 +168,7 @@ EMPTY = [
     case(lambda: attacks.auc(np.array([]), np.array([])), ValueError, r"scores is empty", "attacks.auc: no scores"),
     case(lambda: indicator.estimate_model(_model(), X, y, "logistic", []), ValueError, r"quantizers is empty",
          "indicator.estimate_model: no quantizers"),
-    case(lambda: _audit(quantizers={}), TypeError, r"quantizers must be a non-empty dict", "audit: no quantizers"),
+    case(lambda: _audit(quantizers={}), ValueError, r"quantizers is empty", "audit: no quantizers"),
     case(lambda: embedders.embed_cached([], "ecfp4"), ValueError, r"no molecules to embed",
          "embed_cached: no molecules"),
     case(lambda: embedders.get_embedder("ecfp4").embed(["CCO", ""]), ValueError,

@@ -52,7 +52,7 @@ import torch
 
 from mislib import attacks
 from mislib.infra.checks import check_choice, check_float, check_int, check_tensor, resolve_device
-from mislib.quantizers import Quantizer
+from mislib.quantizers import Quantizer, labelled
 
 MODELS = ("logistic", "linear", "mlp")
 TASKS = ("classification", "regression")
@@ -352,17 +352,6 @@ def _check_data(X_pool, y_pool, X_test, y_test, task):
     return X_pool, y_pool, X_test, y_test, n_classes
 
 
-def _named_quantizers(quantizers) -> list[tuple[str, Quantizer]]:
-    if not isinstance(quantizers, Mapping) or not quantizers:
-        raise TypeError("quantizers must be a non-empty dict {label: Quantizer}, e.g. "
-                        "{'uniform 4-bit': quantizers.get('uniform', bits=4)}")
-    for label, q in quantizers.items():
-        if not isinstance(label, str) or not label:
-            raise TypeError(f"quantizer labels must be non-empty strings, got {label!r}")
-        if not isinstance(q, Quantizer):
-            raise TypeError(f"quantizers[{label!r}] must be a mislib.quantizers.Quantizer, got "
-                            f"{type(q).__name__}")
-    return list(quantizers.items())
 
 
 def _seed_for(seed: int, label: str) -> int:
@@ -477,7 +466,7 @@ def audit(X_pool, y_pool, X_test, y_test, quantizers: Mapping[str, Quantizer], *
     X_pool, y_pool, X_test, y_test, n_classes = _check_data(X_pool, y_pool, X_test, y_test, task)
     if spec.kind == "logistic" and n_classes != 2:
         raise ValueError(f"model 'logistic' is binary but y_pool holds {n_classes} classes; use model 'mlp'")
-    items = _named_quantizers(quantizers)
+    items = labelled(quantizers)
     # why 4: LiRA's per-example variance needs two IN and two OUT statistics for every example
     n_shadow = check_int("n_shadow", n_shadow, minimum=4)
     if n_shadow % 2:
