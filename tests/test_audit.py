@@ -222,7 +222,7 @@ def test_audit_bad_inputs(tiny):
     with pytest.raises(ValueError, match="n_shadow must be >= 4"):
         audit.audit(X, y, Xt, yt, q, n_shadow=2)
     with pytest.raises(TypeError, match="dict"):
-        audit.audit(X, y, Xt, yt, [Q.get("identity")])
+        audit.audit(X, y, Xt, yt, "identity")
     with pytest.raises(TypeError, match="Quantizer"):
         audit.audit(X, y, Xt, yt, {"bad": "identity"})
     with pytest.raises(ValueError, match="features"):
