@@ -25,8 +25,8 @@ Attacks (each returns scores, higher = member)
 - ``lira_offline_scores``, ``lira_online_scores``: Carlini et al. (2022), with shadow-model statistics.
 - ``whitebox_gaussian_scores``: a Gaussian likelihood-ratio attack on released (quantized) weights that sees
   only the quantization cell of each weight.
-- ``rmia_scores``: RMIA, Zarifzadeh et al. (2024), online and offline; ``gaussian_likelihood`` is its
-  ``Pr(y|x)`` for regression.
+- ``rmia_scores``: RMIA, Zarifzadeh et al. (2024), online and offline (``rmia_offline_a`` picks the offline
+  ``a``); ``gaussian_likelihood`` is its ``Pr(y|x)`` for regression.
 
 RMIA's reference implementations, and where they differ:
 
@@ -63,7 +63,7 @@ __all__ = [
     "roc_curve", "auc", "advantage", "tpr_at_fpr", "attack_metrics", "balanced_indices", "membership_split",
     "loss_threshold_scores", "logit_confidence", "logit_confidence_from_logits", "negative_squared_error",
     "lira_offline_scores", "lira_online_scores", "gaussian_interval_logprob", "whitebox_gaussian_scores",
-    "rmia_scores", "gaussian_likelihood",
+    "rmia_scores", "rmia_offline_a", "gaussian_likelihood",
 ]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -652,6 +652,22 @@ def rmia_scores(target_p_x, reference_p_x, target_p_z, reference_p_z, *, out_mas
     # LR(x) / LR(z) > gamma  <=>  log LR(z) < log LR(x) - log gamma
     below = np.searchsorted(np.sort(log_lr_z), log_lr_x - math.log(gamma), side="left")
     return below / log_lr_z.size
+
+
+def rmia_offline_a(target_p_x, reference_p_x, target_p_z, reference_p_z, labels, *, out_mask=None,
+                   z_out_mask=None, gamma: float = 2.0, grid=tuple(k / 10 for k in range(11))) -> float:
+    """Offline RMIA's ``a`` as ML Privacy Meter chooses it (attacks.py, ``tune_offline_a``, lines 42-88): the
+    value on ``grid`` whose offline RMIA scores a model of known membership (``labels``; typically a reference
+    model, attacked with the others but its complementary partner) with the largest AUC, the first on ties.
+    Arguments as ``rmia_scores``, whose target is now that model."""
+    grid = [check_float("grid entry", a, low=0.0, high=1.0) for a in np.atleast_1d(grid).tolist()]
+    if not grid:
+        raise ValueError("grid is empty; give at least one value of a in [0, 1]")
+
+    def auc_at(a):          # auc checks the labels (0 and 1, both present, one per example)
+        return auc(rmia_scores(target_p_x, reference_p_x, target_p_z, reference_p_z, out_mask=out_mask,
+                               z_out_mask=z_out_mask, offline_a=a, gamma=gamma), labels)
+    return max(grid, key=auc_at)
 
 
 def gaussian_likelihood(predictions, targets, scale) -> np.ndarray:

@@ -191,6 +191,24 @@ def test_agrees_with_ml_privacy_meter(seed):
                                       ml_privacy_meter_paper_online(tx, rx, tz, rz, gamma))
 
 
+def test_offline_a_is_the_grid_value_that_best_attacks_a_reference_model():
+    w = membership_world(m=2000, k=6, gap=1.0, seed=4)
+    # attack reference model 0 (its membership is known) with references 2.. (its partner, 1, left out)
+    arguments = (w["reference_x"][0], w["reference_x"][2:], w["reference_z"][0], w["reference_z"][2:])
+    labels, out_mask = w["in_mask"][0].astype(int), ~w["in_mask"][2:]
+    grid = [0.0, 0.25, 0.5, 0.75, 1.0]
+    aucs = [A.auc(A.rmia_scores(*arguments, out_mask=out_mask, offline_a=a), labels) for a in grid]
+    chosen = A.rmia_offline_a(*arguments, labels, out_mask=out_mask, grid=grid)
+    assert chosen == grid[int(np.argmax(aucs))]
+    assert max(aucs) > min(aucs) + 0.005          # a matters here, so the choice is a real one
+    with pytest.raises(ValueError, match="grid entry must be <= 1"):
+        A.rmia_offline_a(*arguments, labels, out_mask=out_mask, grid=[0.5, 1.5])
+    with pytest.raises(ValueError, match="grid is empty"):
+        A.rmia_offline_a(*arguments, labels, out_mask=out_mask, grid=[])
+    with pytest.raises(ValueError, match="labels has only one class"):
+        A.rmia_offline_a(*arguments, np.ones_like(labels), out_mask=out_mask)
+
+
 def test_torch_tensors_and_lists_are_accepted():
     torch = pytest.importorskip("torch")
     tx, rx, tz, rz, _ = random_inputs(5, k=2, m=20, n_z=30)
