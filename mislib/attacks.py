@@ -25,6 +25,28 @@ Attacks (each returns scores, higher = member)
 - ``lira_offline_scores``, ``lira_online_scores``: Carlini et al. (2022), with shadow-model statistics.
 - ``whitebox_gaussian_scores``: a Gaussian likelihood-ratio attack on released (quantized) weights that sees
   only the quantization cell of each weight.
+- ``rmia_scores``: RMIA, Zarifzadeh et al. (2024), online and offline (``rmia_offline_a`` picks the offline
+  ``a``); ``gaussian_likelihood`` is its ``Pr(y|x)`` for regression.
+
+RMIA's reference implementations, and where they differ:
+
+- ML Privacy Meter's paper code (privacytrustlab/ml_privacy_meter@d327341, research/2024_rmia/main.py):
+  online ``Pr(x)`` is a trimmed mean (20% cut each side) of k/2 IN and k/2 OUT reference probabilities
+  (lines 391-400, 440, 515, 531); offline ``((1 + a) Pr_OUT + (1 - a)) / 2`` for x and z alike, OUT
+  references only (lines 422, 528-529); the score is the mean over z of ``LR(x) / LR(z) > gamma`` (547-551);
+  z are the target's non-members, each one's comparison with itself removed (554, 1119); configurations:
+  gamma 2, a 0.3, softmax temperature 2 (attack_configs/cifar10/rmia_*.yaml).
+- ML Privacy Meter now (@e384af8, attacks.py): offline only, gamma fixed at 1 (lines 117-138), ``a`` tuned on
+  {0, 0.1, ..., 1} by attacking a paired model (42-88), population OUT for every reference model (122-124),
+  so that its "keep the k/2 largest OUT signals" (38) averages the larger half of each z's k probabilities.
+- LeakPro (aidotse/LeakPro@c47752f, leakpro/attacks/mia_attacks/rmia.py): ``Pr(y|x)`` a softmax at
+  temperature 2 (lines 29-31, 231-236); online ``Pr(x)``, ``Pr(z)`` the mean over all shadows (216-217,
+  238-239); offline ``Pr(x)`` from OUT shadows but ``Pr(z)`` from all of them (218-221, 240-244); 1e-6 added
+  to ``Pr(.)`` (95, 223, 247); gamma 2 by default (43-46), strict ``>`` (253).
+
+``rmia_scores`` keeps what they share (strict ``>``, the offline line) and takes: the plain mean (no trimming),
+OUT references only for both x and z offline (as the paper code), no epsilon, gamma 2 by default, and
+probabilities from the caller (any temperature is the caller's).
 """
 
 from __future__ import annotations
@@ -41,6 +63,7 @@ __all__ = [
     "roc_curve", "auc", "advantage", "tpr_at_fpr", "attack_metrics", "balanced_indices", "membership_split",
     "loss_threshold_scores", "logit_confidence", "logit_confidence_from_logits", "negative_squared_error",
     "lira_offline_scores", "lira_online_scores", "gaussian_interval_logprob", "whitebox_gaussian_scores",
+    "rmia_scores", "rmia_offline_a", "gaussian_likelihood",
 ]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -311,10 +334,8 @@ def logit_confidence(p_true, *, eps: float = 1e-15) -> np.ndarray:
 
     ``p`` is clipped to ``[eps, 1 - eps]`` so that 0 and 1 stay finite (at ``eps=1e-15`` the statistic lies
     in about ``[-34.5, 34.5]``); from logits, ``logit_confidence_from_logits`` needs no clipping."""
-    p = _float_array("p_true", p_true, ndim=(1, 2))
+    p = _probabilities("p_true", p_true, ndim=(1, 2))
     eps = check_float("eps", eps, low=0.0, high=0.5, low_open=True, high_open=True)
-    if (p < 0).any() or (p > 1).any():
-        raise ValueError(f"p_true must lie in [0, 1]; found values in [{p.min()}, {p.max()}]")
     p = np.clip(p, eps, 1.0 - eps)
     return np.log(p) - np.log1p(-p)
 
@@ -560,3 +581,101 @@ def whitebox_gaussian_scores(cell_low, cell_high, mean_out, shifts, std, *,
         log_in = _interval_logprob(low, high, mean_out + block, std).sum(axis=1)
         scores[start:start + rows] = log_in - log_out
     return scores
+
+
+# ----------------------------------------------------------------------------------------------------------
+# RMIA (Zarifzadeh et al. 2024)
+# ----------------------------------------------------------------------------------------------------------
+
+def _probabilities(name: str, value, *, ndim: int | tuple[int, ...] = 1, allow_nan: bool = False) -> np.ndarray:
+    """``_float_array`` of probabilities (also used by ``logit_confidence``)."""
+    p = _float_array(name, value, ndim=ndim, allow_nan=allow_nan)
+    if (p < 0).any() or (p > 1).any():      # NaN compares False: only real values outside [0, 1] are refused
+        raise ValueError(f"{name} must lie in [0, 1]; found values in [{np.nanmin(p)}, {np.nanmax(p)}]")
+    return p
+
+
+def _rmia_log_ratio(target_name: str, target, name: str, reference, mask, mask_name: str, offline_a):
+    """``log(Pr(.|target) / Pr(.))`` per example, ``Pr(.)`` the reference mean (offline-corrected when
+    ``offline_a`` is set), and the number of reference models."""
+    p_target = _probabilities(target_name, target)
+    reference = _shadow_matrix(name, reference, mask, mask_name, p_target.size)
+    _probabilities(name, reference, ndim=2, allow_nan=True)
+    counts = np.sum(~np.isnan(reference), axis=0)
+    if (counts < 1).any():
+        raise ValueError(f"{name}: {int((counts < 1).sum())} examples have no reference statistic "
+                         f"(first: column {int(np.argmax(counts < 1))}); every example needs at least one")
+    p_marginal = np.nansum(reference, axis=0) / counts
+    if offline_a is not None:
+        p_marginal = 0.5 * ((1.0 + offline_a) * p_marginal + (1.0 - offline_a))
+    tiny = np.finfo(np.float64).tiny        # 0 / 0 reads as a ratio of 1 (no evidence), not NaN
+    return np.log(np.maximum(p_target, tiny)) - np.log(np.maximum(p_marginal, tiny)), reference.shape[0]
+
+
+def rmia_scores(target_p_x, reference_p_x, target_p_z, reference_p_z, *, out_mask=None, z_out_mask=None,
+                offline_a: float | None = None, gamma: float = 2.0) -> np.ndarray:
+    """RMIA (Zarifzadeh, Liu and Shokri, ICML 2024): the fraction of population samples ``z`` that ``x`` beats.
+
+    ``target_p_x`` ``[m]``: the target model's probability of the true label ``Pr(y|x)`` on each example;
+    ``reference_p_x`` ``[k, m]``: the same from ``k`` reference models (NaN where missing); ``target_p_z``
+    ``[n_z]`` and ``reference_p_z`` ``[k, n_z]``: the same on population samples ``z`` (known non-members of
+    the target). With ``Pr(x)`` the mean of the reference probabilities, ``LR(x) = Pr(x|target) / Pr(x)`` and
+
+        score(x) = (1 / n_z) #{z : LR(x) / LR(z) > gamma},
+
+    in ``[0, 1]``, higher = member. **Online** (``offline_a=None``): ``Pr(x)`` averages every reference model,
+    IN and OUT; with complementary pairs (each ``x`` IN for half of them) this is ``(Pr_IN + Pr_OUT) / 2``.
+    **Offline** (``offline_a=a`` in ``[0, 1]``): only OUT references (``out_mask`` ``[k, m]`` True where a
+    reference model did not train on ``x``; ``z_out_mask`` likewise for ``z``; None: all OUT), and the paper's
+    linear approximation ``Pr_IN = a Pr_OUT + (1 - a)`` gives ``Pr(x) = ((1 + a) Pr_OUT(x) + (1 - a)) / 2``.
+    (ML Privacy Meter tunes ``a`` on a grid by attacking one reference model with the others; the paper's
+    configurations use ``a = 0.3``.)
+
+    Ratios are compared in log space (probability 0 floored at the smallest positive double), the count by
+    a binary search: ``O((m + n_z) log n_z)``, no ``[m, n_z]`` matrix. For regression, pass
+    ``gaussian_likelihood`` values. At ``gamma = 1`` the score is an increasing step function of ``LR(x)``
+    alone (the samples ``z`` set only its resolution); ``gamma > 1`` asks ``x`` to beat ``z`` by a margin.
+    """
+    if offline_a is not None:
+        offline_a = check_float("offline_a", offline_a, low=0.0, high=1.0)
+    elif out_mask is not None or z_out_mask is not None:
+        raise ValueError("out_mask and z_out_mask select OUT references for the offline attack; online RMIA "
+                         "averages every reference model (pass offline_a for the offline attack)")
+    gamma = check_float("gamma", gamma, low=0.0, low_open=True)
+    log_lr_x, k_x = _rmia_log_ratio("target_p_x", target_p_x, "reference_p_x", reference_p_x, out_mask,
+                                    "out_mask", offline_a)
+    log_lr_z, k_z = _rmia_log_ratio("target_p_z", target_p_z, "reference_p_z", reference_p_z, z_out_mask,
+                                    "z_out_mask", offline_a)
+    if k_x != k_z:
+        raise ValueError(f"reference_p_x has {k_x} reference models but reference_p_z has {k_z}; the same "
+                         "reference models must score x and z")
+    # LR(x) / LR(z) > gamma  <=>  log LR(z) < log LR(x) - log gamma
+    below = np.searchsorted(np.sort(log_lr_z), log_lr_x - math.log(gamma), side="left")
+    return below / log_lr_z.size
+
+
+def rmia_offline_a(target_p_x, reference_p_x, target_p_z, reference_p_z, labels, *, out_mask=None,
+                   z_out_mask=None, gamma: float = 2.0, grid=tuple(k / 10 for k in range(11))) -> float:
+    """Offline RMIA's ``a`` as ML Privacy Meter chooses it (attacks.py, ``tune_offline_a``, lines 42-88): the
+    value on ``grid`` whose offline RMIA scores a model of known membership (``labels``; typically a reference
+    model, attacked with the others but its complementary partner) with the largest AUC, the first on ties.
+    Arguments as ``rmia_scores``, whose target is now that model."""
+    grid = [check_float("grid entry", a, low=0.0, high=1.0) for a in np.atleast_1d(grid).tolist()]
+    if not grid:
+        raise ValueError("grid is empty; give at least one value of a in [0, 1]")
+
+    def auc_at(a):          # auc checks the labels (0 and 1, both present, one per example)
+        return auc(rmia_scores(target_p_x, reference_p_x, target_p_z, reference_p_z, out_mask=out_mask,
+                               z_out_mask=z_out_mask, offline_a=a, gamma=gamma), labels)
+    return max(grid, key=auc_at)
+
+
+def gaussian_likelihood(predictions, targets, scale) -> np.ndarray:
+    """RMIA's ``Pr(y|x)`` for regression: ``exp(-((prediction - target) / scale)^2 / 2)``, in ``(0, 1]``.
+
+    The Gaussian density of the residual up to its constant ``1 / (scale sqrt(2 pi))``, which cancels in
+    ``Pr(x|target) / Pr(x)`` when every model shares ``scale`` (e.g. the noise standard deviation, estimated
+    by the root-mean-square residual of the reference models); it is 1 at a perfect fit, like a probability
+    of 1 for the true label, so the offline line ``Pr_IN = a Pr_OUT + (1 - a)`` keeps its meaning."""
+    scale = check_float("scale", scale, low=0.0, low_open=True)
+    return np.exp(negative_squared_error(predictions, targets) / (2.0 * scale * scale))
