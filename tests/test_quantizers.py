@@ -14,6 +14,7 @@ from mislib import quantizers as Q
 
 # Parameter sets exercising every family and option. test_every_family_is_exercised keeps this complete.
 CONFIGS = {
+    "cast": [dict(dtype="bfloat16"), dict(dtype="float16")],
     "identity": [{}],
     "fixed_grid": [dict(step=0.25), dict(step=0.1, offset=0.03)],
     "size_adaptive": [dict(h0=1.0, alpha=0.25, n=100)],
@@ -33,7 +34,7 @@ CONFIGS = {
     "ternary_absmean": [{}],
     "ternary_sparsity": [dict(sparsity=0.0), dict(sparsity=0.5), dict(sparsity=0.9)],
     "magnitude_pruning": [dict(sparsity=0.33), dict(sparsity=0.9)],
-    "kmeans": [dict(bits=1), dict(bits=3)],
+    "kmeans": [dict(bits=1), dict(bits=3), dict(bits=2, per_channel=True, channel_dim=-1)],
     "prune_then_quantize": [
         dict(sparsity=0.5, bits=4),
         dict(sparsity=0.3, bits=1),
@@ -168,7 +169,9 @@ def test_number_of_levels_at_most_two_to_the_bits(name, params, w):
     else:
         assert torch.unique(out).numel() <= limit
     if name == "kmeans":
-        assert q.codebook(w).numel() <= limit
+        codebooks = q.codebook(w) if params.get("per_channel") else [q.codebook(w)]
+        assert len(codebooks) == (w.shape[-1] if params.get("per_channel") else 1)
+        assert max(c.numel() for c in codebooks) <= limit
 
 
 SPARSE = [(n, p) for n, p in CASES if "sparsity" in p]
@@ -499,7 +502,6 @@ BAD_PARAMETERS = [
     ("uniform", dict(bits=0), ValueError, "bits must be >= 1"),
     ("uniform", dict(bits=17), ValueError, "bits must be <= 16"),
     ("kmeans", dict(bits=2.5), TypeError, "bits must be an integer"),
-    ("kmeans", dict(bits=3, n_iter=0), ValueError, "n_iter must be >= 1"),
     ("prune_then_quantize", dict(sparsity=0.5, bits=-1), ValueError, "bits must be >= 1"),
     ("ternary_sparsity", dict(sparsity=1.0), ValueError, "sparsity must be < 1"),
     ("magnitude_pruning", dict(sparsity=-0.1), ValueError, "sparsity must be >= 0"),
@@ -530,7 +532,7 @@ def test_bad_parameters_raise_naming_the_argument(name, params, error, message):
 
 
 def test_bad_names_and_channel_dim_out_of_range():
-    with pytest.raises(ValueError, match="unknown quantizer 'int4'; available: fixed_grid"):
+    with pytest.raises(ValueError, match="unknown quantizer 'int4'; available: cast, fixed_grid"):
         Q.get("int4")
     with pytest.raises(TypeError, match="quantizer name must be a string"):
         Q.get(4)
