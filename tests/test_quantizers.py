@@ -277,22 +277,6 @@ def test_margin_zero_on_thresholds_of_data_dependent_grids():
     assert Q.get("magnitude_pruning", sparsity=0.5).margins(w).tolist() == [1.0, 0.0, 0.0, 0.0]
 
 
-def test_margin_zero_on_kmeans_midpoint():
-    w = torch.randn(500, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    q = Q.get("kmeans", bits=2)
-    codebook = q.codebook(w)
-    midpoints = (codebook[1:] + codebook[:-1]) / 2
-    frozen = q.freeze(w)
-    assert (frozen.margins(midpoints) == 0).all()
-    assert (frozen.margins(codebook[1:-1]) > 0).all()
-    # frozen margins at w are the margins of q at w
-    torch.testing.assert_close(frozen.margins(w), q.margins(w), rtol=0, atol=0)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Numbers of each family
-
-
 def test_uniform_symmetric_levels_and_error():
     w = torch.randn(200, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     q = Q.get("uniform", bits=4)
@@ -426,30 +410,6 @@ def test_magnitude_pruning_keeps_the_largest_exactly():
     assert q.margins(w)[mask].eq(0).all() and q.margins(w)[~mask].gt(0).all()
     assert q.bits_per_weight(w) == pytest.approx(1 + 0.1 * 32)
     assert Q.get("magnitude_pruning", sparsity=0.0).bits_per_weight(w) == 32.0
-
-
-def test_kmeans_codebook_is_a_lloyd_fixed_point_and_near_optimal():
-    w = torch.randn(4096, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    for bits, reference in ((2, 462.42), (3, 134.59)):
-        # reference: scikit-learn KMeans(n_init=10, random_state=0) within-cluster sum of squares on these w
-        q = Q.get("kmeans", bits=bits)
-        out = q(w)
-        codebook = q.codebook(w)
-        assert codebook.numel() == 2**bits
-        for level in codebook:
-            assert level.item() == pytest.approx(float(w[out == level].mean()), rel=1e-6)
-        assert float(((out - w) ** 2).sum()) <= reference * 1.01
-
-
-def test_kmeans_recovers_separated_clusters_and_handles_few_values():
-    centres = torch.tensor([-3.0, -1.0, 0.5, 4.0], dtype=torch.float64)
-    noise = torch.randn(400, generator=torch.Generator().manual_seed(8), dtype=torch.float64) * 0.05
-    w = centres.repeat(100) + noise
-    codebook = Q.get("kmeans", bits=2).codebook(w)
-    assert codebook.tolist() == pytest.approx(centres.tolist(), abs=0.02)
-    few = torch.tensor([1.0, 1.0, 2.0])
-    assert Q.get("kmeans", bits=3)(few).tolist() == [1.0, 1.0, 2.0]
-    assert Q.get("kmeans", bits=3).margins(torch.tensor([0.5, 0.5])).tolist() == [math.inf, math.inf]
 
 
 def test_prune_then_quantize_prunes_then_rounds():
