@@ -55,7 +55,7 @@ Conventions shared by the family:
 registered in ``registry`` (docs/ARCHITECTURE.md).
 """
 
-from mislib.quantizers.base import DataDependentQuantizer, FrozenGrid, Quantizer, Stored
+from mislib.quantizers.base import ChannelQuantizer, DataDependentQuantizer, FrozenGrid, Quantizer, Stored
 from mislib.quantizers.casts import Cast
 from mislib.quantizers.formats import SCALE_FORMATS, format_cell, round_to_format, store_scale
 from mislib.quantizers.grids import (FixedGrid, Identity, SizeAdaptiveGrid, StochasticRounding, grid_margins,
@@ -67,7 +67,7 @@ from mislib.quantizers.ternary import ScaledTernary, Sign, TernaryAbsmean, Terna
 from mislib.quantizers.uniform import Uniform, UniformGrid
 
 __all__ = [
-    "Cast", "DataDependentQuantizer", "FixedGrid", "FrozenGrid", "Identity", "KMeans", "MagnitudePruning",
+    "Cast", "ChannelQuantizer", "DataDependentQuantizer", "FixedGrid", "FrozenGrid", "Identity", "KMeans", "MagnitudePruning",
     "PruneThenQuantize", "Quantizer", "SCALE_FORMATS", "ScaledTernary", "Sign", "SizeAdaptiveGrid",
     "StochasticRounding", "Stored", "TernaryAbsmean", "TernarySparsity", "Uniform", "UniformGrid", "available",
     "format_cell", "get", "grid_margins", "labelled", "magnitude_threshold", "optimal_codebook", "register",

@@ -199,3 +199,20 @@ def where_interval(w, condition, low_true, high_true, low_false, high_false):
     low = torch.where(condition, low_true, low_false)
     high = torch.where(condition, high_true, high_false)
     return low.to(w.dtype), high.to(w.dtype)
+
+
+class ChannelQuantizer(DataDependentQuantizer):
+    """A data-dependent ``bits``-bit quantizer with one grid per tensor, or per channel (``per_channel=True``: one
+    grid per slice along ``channel_dim``). Subclasses set ``bits``, ``per_channel`` and ``channel_dim``."""
+
+    bits: int
+    per_channel: bool
+    channel_dim: int
+
+    def channel_count(self, w: torch.Tensor) -> int:
+        """How many grids ``w`` gets: its size along ``channel_dim`` per channel, else 1."""
+        return channel_rows(check_tensor("w", w), self.per_channel, self.channel_dim)[0].shape[0]
+
+    def bits_per_weight(self, w):
+        check_tensor("w", w)
+        return float(self.bits)

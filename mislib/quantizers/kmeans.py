@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from mislib.infra.checks import check_int, check_tensor
-from mislib.quantizers.base import DataDependentQuantizer, Stored, channel_rows, check_bool
+from mislib.quantizers.base import ChannelQuantizer, Stored, channel_rows, check_bool
 
 
 def optimal_codebook(values: torch.Tensor, levels: int) -> torch.Tensor:
@@ -32,7 +32,7 @@ def optimal_codebook(values: torch.Tensor, levels: int) -> torch.Tensor:
     return torch.from_numpy(np.unique(sums[used] / counts[used]))
 
 
-class KMeans(DataDependentQuantizer):
+class KMeans(ChannelQuantizer):
     """Codebook of at most ``2**bits`` levels per tensor (or per channel) with the least within-cluster sum of
     squares, stored as float32 (continuous, data-dependent). Each weight goes to the nearest level; thresholds
     are the midpoints between adjacent sorted levels (a weight on a midpoint goes to the lower level).
@@ -85,14 +85,8 @@ class KMeans(DataDependentQuantizer):
             highs.append(padded[index + 1])
         return restore(torch.stack(lows)).to(w.dtype), restore(torch.stack(highs)).to(w.dtype)
 
-    def bits_per_weight(self, w):
-        check_tensor("w", w)
-        return float(self.bits)
-
     def storage(self, w):
-        w = check_tensor("w", w)
-        groups = channel_rows(w, self.per_channel, self.channel_dim)[0].shape[0]
-        return [Stored("codebook", groups * 2 ** self.bits, "float32", True)]
+        return [Stored("codebook", self.channel_count(w) * 2 ** self.bits, "float32", True)]
 
     def codebook(self, w: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         """The fitted levels (sorted, distinct) as float64 holding float32 values: one tensor per tensor, or a list

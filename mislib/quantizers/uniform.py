@@ -8,9 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mislib.infra.checks import check_choice, check_float, check_int, check_tensor
-from mislib.quantizers.base import (DataDependentQuantizer, Stored, channel_rows, check_bool, positive_or_one,
-                                    work_dtype)
+from mislib.infra.checks import check_choice, check_float, check_int
+from mislib.quantizers.base import ChannelQuantizer, Stored, channel_rows, check_bool, positive_or_one, work_dtype
 from mislib.quantizers.formats import SCALE_FORMAT_LABELS, SCALE_FORMATS, store_scale
 
 
@@ -25,7 +24,7 @@ class UniformGrid:
     zero_point_margin: torch.Tensor | None  # (groups,) how far the range minimum can move before zp changes
 
 
-class Uniform(DataDependentQuantizer):
+class Uniform(ChannelQuantizer):
     """``bits``-bit round to nearest with clipping, per tensor or per channel.
 
     - ``symmetric=True`` (absmax): ``scale = max|w| / (2**(bits-1) - 1)``, levels ``scale * {-qmax..qmax}``
@@ -139,13 +138,8 @@ class Uniform(DataDependentQuantizer):
             high = torch.where(codes < self._qmax, (codes - zero_point + 0.5) * scale, math.inf)
         return restore(low).to(w.dtype), restore(high).to(w.dtype)
 
-    def bits_per_weight(self, w):
-        check_tensor("w", w)
-        return float(self.bits)
-
     def storage(self, w):
-        w = check_tensor("w", w)
-        groups = channel_rows(w, self.per_channel, self.channel_dim)[0].shape[0]
+        groups = self.channel_count(w)
         data_dependent = self.scale_format != "public"
         items = [Stored("scale", groups, SCALE_FORMAT_LABELS[self.scale_format], data_dependent)]
         if not self.symmetric:
