@@ -16,7 +16,7 @@ HAVE_RDKIT = importlib.util.find_spec("rdkit") is not None
 
 
 def _module_names() -> list[str]:
-    names = []
+    names = ["mislib"]
     for info in pkgutil.walk_packages(mislib.__path__, prefix="mislib."):
         if info.name.startswith("mislib.molecules") and not HAVE_RDKIT:
             continue
@@ -28,7 +28,7 @@ MODULES = _module_names()
 
 
 def test_every_module_is_found():
-    assert {"mislib.quantizers.registry", "mislib.mis", "mislib.indicator", "mislib.attacks"} <= set(MODULES)
+    assert {"mislib", "mislib.quantizers.registry", "mislib.mis", "mislib.indicator", "mislib.attacks"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)
