@@ -59,6 +59,18 @@ def test_evaluation_never_imports_a_study():
             assert not module.startswith("mislib.studies"), f"{file.name} imports {module}"
 
 
+@pytest.mark.parametrize("layer, allowed", [
+    ("infra", ("mislib.infra",)),
+    ("molecules", ("mislib.infra", "mislib.molecules")),
+])
+def test_infra_and_molecules_import_only_what_docs_architecture_allows(layer, allowed):
+    for file in sorted((PACKAGE / layer).glob("*.py")):
+        for module in _mislib_imports(file):
+            if module in ("mislib", "mislib.__version__"):
+                continue
+            assert module.startswith(allowed), f"{layer}/{file.name} imports {module}"
+
+
 def test_no_module_imports_another_modules_private_names():
     for file in sorted(PACKAGE.rglob("*.py")):
         tree = ast.parse(file.read_text())
