@@ -139,3 +139,12 @@ def test_optimal_codebook_refuses_bad_input():
         Q.optimal_codebook(torch.ones(3), 0)
     with pytest.raises(TypeError, match="values must be a torch.Tensor"):
         Q.optimal_codebook(np.ones(3), 2)
+
+
+def test_n_iter_of_lloyds_algorithm_is_deprecated_and_ignored():
+    w = torch.randn(64, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    with pytest.warns(DeprecationWarning, match=r"n_iter=...\) is ignored: the codebook is now the exact optimum"):
+        old = Q.get("kmeans", bits=2, n_iter=5)
+    assert torch.equal(old(w), Q.get("kmeans", bits=2)(w))
+    with pytest.raises(ValueError, match="n_iter must be >= 1"):
+        Q.get("kmeans", bits=2, n_iter=0)

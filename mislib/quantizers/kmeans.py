@@ -5,6 +5,7 @@ Gronlund et al. (2017), as implemented by the ``kmeans1d`` package (O(k n) per r
 from __future__ import annotations
 
 import math
+import warnings
 
 import kmeans1d
 import numpy as np
@@ -48,7 +49,11 @@ class KMeans(ChannelQuantizer):
     name = "kmeans"
     scale_channel = "continuous"
 
-    def __init__(self, bits: int, per_channel: bool = False, channel_dim: int = 0):
+    def __init__(self, bits: int, per_channel: bool = False, channel_dim: int = 0, n_iter: int | None = None):
+        if n_iter is not None:
+            check_int("n_iter", n_iter, minimum=1)
+            warnings.warn("KMeans(n_iter=...) is ignored: the codebook is now the exact optimum, not Lloyd's "
+                          "iterations; n_iter will be removed in mislib 0.3", DeprecationWarning, stacklevel=2)
         self.bits = check_int("bits", bits, minimum=1, maximum=16)
         self.per_channel = check_bool("per_channel", per_channel)
         self.channel_dim = check_int("channel_dim", channel_dim)
