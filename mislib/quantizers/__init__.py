@@ -67,9 +67,9 @@ from mislib.quantizers.ternary import ScaledTernary, Sign, TernaryAbsmean, Terna
 from mislib.quantizers.uniform import Uniform, UniformGrid
 
 __all__ = [
-    "Cast", "ChannelQuantizer", "DataDependentQuantizer", "FixedGrid", "FrozenGrid", "Identity", "KMeans", "MagnitudePruning",
-    "PruneThenQuantize", "Quantizer", "SCALE_FORMATS", "ScaledTernary", "Sign", "SizeAdaptiveGrid",
-    "StochasticRounding", "Stored", "TernaryAbsmean", "TernarySparsity", "Uniform", "UniformGrid", "available",
-    "format_cell", "get", "grid_margins", "labelled", "magnitude_threshold", "optimal_codebook", "register",
-    "round_to_format", "round_to_grid", "store_scale",
+    "Cast", "ChannelQuantizer", "DataDependentQuantizer", "FixedGrid", "FrozenGrid", "Identity", "KMeans",
+    "MagnitudePruning", "PruneThenQuantize", "Quantizer", "SCALE_FORMATS", "ScaledTernary", "Sign",
+    "SizeAdaptiveGrid", "StochasticRounding", "Stored", "TernaryAbsmean", "TernarySparsity", "Uniform",
+    "UniformGrid", "available", "format_cell", "get", "grid_margins", "labelled", "magnitude_threshold",
+    "optimal_codebook", "register", "round_to_format", "round_to_grid", "store_scale",
 ]

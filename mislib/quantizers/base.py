@@ -164,13 +164,6 @@ def fixed_generator(w: torch.Tensor) -> torch.Generator:
     return torch.Generator(device=w.device).manual_seed(0)
 
 
-def check_bool(name: str, value) -> bool:
-    """``value`` if it is True or False; a TypeError naming ``name`` otherwise."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__} ({value!r})")
-    return value
-
-
 def work_dtype(w: torch.Tensor) -> torch.dtype:
     """Arithmetic precision: float64 weights stay float64; half-precision weights are computed in float32."""
     return torch.float64 if w.dtype == torch.float64 else torch.float32

@@ -29,9 +29,10 @@ class Cast(Quantizer):
         self.dtype = check_choice("dtype", dtype, HALF_FORMATS)
 
     def _rounded(self, w):
-        rounded = round_to_format(w, HALF_FORMATS[self.dtype])
+        dtype = HALF_FORMATS[self.dtype]
+        rounded = round_to_format(w, dtype)
         if bool(torch.isinf(rounded).any()):
-            limit = float(format_cell(torch.tensor(torch.finfo(HALF_FORMATS[self.dtype]).max), HALF_FORMATS[self.dtype])[1])
+            limit = float(format_cell(torch.tensor(torch.finfo(dtype).max), dtype)[1])
             raise ValueError(f"w has {int(torch.isinf(rounded).sum())} entries beyond the {self.dtype} range "
                              f"(|w| >= {limit:g}): the cast would release infinity")
         return rounded

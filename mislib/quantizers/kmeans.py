@@ -11,8 +11,8 @@ import kmeans1d
 import numpy as np
 import torch
 
-from mislib.infra.checks import check_int, check_tensor
-from mislib.quantizers.base import ChannelQuantizer, Stored, channel_rows, check_bool
+from mislib.infra.checks import check_bool, check_int, check_tensor
+from mislib.quantizers.base import ChannelQuantizer, Stored, channel_rows
 
 
 def optimal_codebook(values: torch.Tensor, levels: int) -> torch.Tensor:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mislib.infra.checks import check_choice, check_float, check_int
-from mislib.quantizers.base import ChannelQuantizer, Stored, channel_rows, check_bool, positive_or_one, work_dtype
+from mislib.infra.checks import check_bool, check_choice, check_float, check_int
+from mislib.quantizers.base import ChannelQuantizer, Stored, channel_rows, positive_or_one, work_dtype
 from mislib.quantizers.formats import SCALE_FORMAT_LABELS, SCALE_FORMATS, store_scale
 
 
