@@ -58,6 +58,7 @@ import numpy as np
 from scipy.special import log_ndtr, logsumexp
 
 from mislib.infra.checks import check_float, check_int
+from mislib.mis import log1mexp
 
 __all__ = [
     "roc_curve", "auc", "advantage", "tpr_at_fpr", "attack_metrics", "balanced_indices", "membership_split",
@@ -469,13 +470,6 @@ def lira_online_scores(target_stats, shadow_in_stats, shadow_out_stats, *, in_ma
 # white-box Gaussian likelihood ratio on quantized weights
 # ----------------------------------------------------------------------------------------------------------
 
-def _log1mexp(a: np.ndarray) -> np.ndarray:
-    """log(1 - exp(a)) for a <= 0, accurate on both sides of -log 2 (Maechler 2012)."""
-    a = np.minimum(a, 0.0)
-    with np.errstate(divide="ignore"):
-        return np.where(a > -math.log(2.0), np.log(-np.expm1(a)), np.log1p(-np.exp(a)))
-
-
 def _interval_logprob(low: np.ndarray, high: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """log P(low <= X <= high), X ~ N(mean, std^2), broadcast; low == high gives the log density instead.
 
@@ -490,7 +484,7 @@ def _interval_logprob(low: np.ndarray, high: np.ndarray, mean: np.ndarray, std: 
     a, b = np.where(flip, -b, a), np.where(flip, -a, b)
     log_b = log_ndtr(b)
     with np.errstate(invalid="ignore"):
-        log_prob = log_b + _log1mexp(log_ndtr(a) - log_b)
+        log_prob = log_b + log1mexp(log_ndtr(a) - log_b)
     point = low == high
     width = b - a
     with np.errstate(invalid="ignore"):

@@ -23,6 +23,15 @@ def test_importing_the_core_imports_no_chemistry_and_no_dask():
     assert out.strip() == "[]", f"the core imported {out.strip()}"
 
 
+def test_import_mislib_is_light_and_reaches_subpackages_on_first_use():
+    code = ("import sys, mislib; before = sorted(m for m in sys.modules if m.startswith('mislib.'));"
+            "q = mislib.quantizers.get('kmeans', bits=2); print(before, 'mislib.quantizers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['mislib._deprecated'] True"
+    with pytest.raises(AttributeError, match="no attribute 'quantizer'"):
+        mislib.quantizer
+
+
 def _mislib_imports(path: pathlib.Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -48,6 +57,18 @@ def test_evaluation_never_imports_a_study():
     for file in sorted((PACKAGE / "evaluation").glob("*.py")):
         for module in _mislib_imports(file):
             assert not module.startswith("mislib.studies"), f"{file.name} imports {module}"
+
+
+@pytest.mark.parametrize("layer, allowed", [
+    ("infra", ("mislib.infra",)),
+    ("molecules", ("mislib.infra", "mislib.molecules")),
+])
+def test_infra_and_molecules_import_only_what_docs_architecture_allows(layer, allowed):
+    for file in sorted((PACKAGE / layer).glob("*.py")):
+        for module in _mislib_imports(file):
+            if module in ("mislib", "mislib.__version__"):
+                continue
+            assert module.startswith(allowed), f"{layer}/{file.name} imports {module}"
 
 
 def test_no_module_imports_another_modules_private_names():

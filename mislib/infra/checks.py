@@ -23,6 +23,13 @@ def check_tensor(name: str, value, *, allow_empty: bool = False) -> torch.Tensor
     return value
 
 
+def check_bool(name: str, value) -> bool:
+    """``value`` if it is True or False (not 0, 1 or a string); a TypeError naming ``name`` otherwise."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} ({value!r})")
+    return value
+
+
 def check_int(name: str, value, *, minimum: int | None = None, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} ({value!r})")
