@@ -33,7 +33,8 @@ def logistic_validation(law, n: int, quantizers: Mapping, *, ridge: float = 1e-3
     estimates, the attack metrics, and the cost of each in seconds and model fits.
     """
 
-    from mislib.indicator import estimate, estimate_model, influence_shifts, standard_errors
+    from mislib.indicator import (centred_influence_shifts, indicator_from_estimates, indicator_of_model,
+                                  standard_errors)
     from mislib.evaluation.trainers import LogisticRegression, fit_logistic
 
     n = check_int("n", n, minimum=2)
@@ -50,7 +51,7 @@ def logistic_validation(law, n: int, quantizers: Mapping, *, ridge: float = 1e-3
     start = time.perf_counter()
     model = LogisticRegression.from_coefficients(trainer(X_obs, y_obs), fit_intercept=False)
     fit_seconds = time.perf_counter() - start
-    indicator = estimate_model(model, X_obs, y_obs, "logistic", quantizers, ridge=ridge,
+    indicator = indicator_of_model(model, X_obs, y_obs, "logistic", quantizers, ridge=ridge,
                                n_bootstrap_ci=n_bootstrap_ci, seed=seed)
     indicator = indicator.set_index("quantizer")
 
@@ -63,7 +64,7 @@ def logistic_validation(law, n: int, quantizers: Mapping, *, ridge: float = 1e-3
     # influence of each target (the white-box attack's mean shift).
     X_ref, y_ref = law.sample(n_reference, seed=seed + 104729)
     reference_model = LogisticRegression.from_coefficients(trainer(X_ref, y_ref), fit_intercept=False)
-    shifts = influence_shifts(reference_model, X_t, y_t, X_ref, y_ref, "logistic", n=n, ridge=ridge)
+    shifts = centred_influence_shifts(reference_model, X_t, y_t, X_ref, y_ref, "logistic", n=n, ridge=ridge)
     whitebox = {"mean_out": mean_out, "std": std_out, "shifts": shifts}
     theta_star = {name: p.detach() for name, p in reference_model.named_parameters()}
     se_star = {name: v * math.sqrt(n_reference / n) for name, v in
@@ -95,7 +96,7 @@ def logistic_validation(law, n: int, quantizers: Mapping, *, ridge: float = 1e-3
         for name in ("p_flip", "delta_bound", "p_flip_with_scale", "delta_bound_with_scale", "weights_at_risk",
                      "scale_r", "z_min"):
             row[name] = ind[name]
-        oracle = estimate(theta_star, se_star, q, n)
+        oracle = indicator_from_estimates(theta_star, se_star, q, n)
         for name in ("r_min", "r_soft", "r_min_with_scale", "r_soft_with_scale", "delta_bound_with_scale"):
             row[f"{name}_oracle"] = getattr(oracle, name)
         row.update({
@@ -186,3 +187,110 @@ def validation_study(law, n_values, quantizers: Mapping, **kwargs):
     """``logistic_validation`` at every sample size, one table (rows: quantizer x sample size)."""
 
     return pd.concat([logistic_validation(law, n, quantizers, **kwargs) for n in n_values], ignore_index=True)
+
+
+# ------------------------------------------------------------- the crossing bound against exact Delta_n (§3.4)
+
+BOUND_SAMPLE_SIZES = (2, 5, 20, 100, 1000, 10000)
+BOUND_WIDTHS_SE = (0.1, 0.3, 0.7, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)     # cell width in standard errors
+BOUND_POSITIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.45, 0.49, 0.499, 0.4999, 0.25)  # theta* - level, in cell widths
+
+
+def gaussian_bound_sweep(sample_sizes=BOUND_SAMPLE_SIZES, widths=BOUND_WIDTHS_SE, positions=BOUND_POSITIONS,
+                         sigma: float = 1.0):
+    """Exact ``Delta_n`` of the quantized Gaussian mean (``mislib.mis.exact_gaussian_mean``) against the bound
+    ``2 P(Q(theta_hat) != Q(theta*))`` from both thresholds (``mislib.crossing``), and the old nearer-threshold
+    version, at the true optimum and standard error: one row per (n, cell width in standard errors, position of
+    ``theta*`` in its cell: 0 at a level, 0.5 on a threshold). Columns in log space (``log_delta``,
+    ``log_bound``, ``log_bound_nearest``) and ``violation`` (exact above the bound by more than 1e-9 relative)."""
+    import numpy as np
+
+    from mislib.crossing import log_exit_probabilities
+    from mislib.mis import exact_gaussian_mean
+    from mislib.quantizers import FixedGrid
+
+    rows = []
+    for n in sample_sizes:
+        se = sigma / math.sqrt(n)
+        for width in widths:
+            step = width * se
+            for position in positions:
+                mu = position * step
+                exact = exact_gaussian_mean(n, mu, sigma, FixedGrid(step))
+                t = torch.tensor([mu], dtype=torch.float64)
+                s = torch.tensor([se], dtype=torch.float64)
+                low, high = FixedGrid(step).cell_bounds(t)
+                log_q = float(log_exit_probabilities(t, s, low, high)[0])
+                nearest = float(torch.special.log_ndtr(-FixedGrid(step).margins(t) / s)[0])
+                log_bound = min(0.0, math.log(2) + log_q)
+                rows.append({"sample_size": n, "width_se": width, "position": position, "coordinates": 1,
+                             "log_delta": exact.log_delta, "log_bound": log_bound,
+                             "log_bound_nearest": min(0.0, math.log(2) + nearest)})
+    table = pd.DataFrame(rows)
+    table["violation"] = table["log_delta"] > table["log_bound"] + 1e-9
+    table["violation_nearest"] = table["log_delta"] > table["log_bound_nearest"] + 1e-9
+    table["delta"], table["bound"] = np.exp(table["log_delta"]), np.exp(table["log_bound"])
+    return table
+
+
+def bernoulli_bound_sweep(sample_sizes=(5, 10, 20, 50, 100, 200, 500, 1000, 2000),
+                          probabilities=(0.02, 0.05, 0.1, 0.2, 0.3, 0.5), steps=(0.01, 0.03, 0.05, 0.1, 0.2, 0.4)):
+    """Exact ``Delta_n`` of the quantized Bernoulli mean against ``2 P(Q(K/n) != Q(p))`` computed from the exact
+    binomial law (a bound: zero violations) and from its Gaussian approximation (both thresholds, standard error
+    ``sqrt(p(1-p)/n)``): the skewed binomial crosses faster than the Gaussian tail says, and that version fails.
+    Grids ``FixedGrid(step)`` with ``p`` inside a cell (never on a threshold)."""
+    import numpy as np
+    from scipy import stats
+    from scipy.special import logsumexp
+
+    from mislib.mis import exact_bernoulli_mean
+    from mislib.quantizers import FixedGrid
+
+    rows = []
+    for n in sample_sizes:
+        for p in probabilities:
+            for step in steps:
+                grid = FixedGrid(step)
+                low, high = (float(v) for v in grid.cell_bounds(torch.tensor([p], dtype=torch.float64)))
+                if min(p - low, high - p) < 1e-9:
+                    continue
+                # the release changes iff Q(K/n) != Q(p): sum the binomial pmf over those k (log space)
+                k = torch.arange(n + 1, dtype=torch.float64)
+                changed = (grid(k / n) != grid(torch.tensor([p], dtype=torch.float64))).numpy()
+                log_pmf = stats.binom.logpmf(k.numpy(), n, p)
+                exit_exact = float(np.exp(logsumexp(log_pmf[changed]))) if changed.any() else 0.0
+                se = math.sqrt(p * (1 - p) / n)
+                exit_gauss = stats.norm.sf((p - low) / se) + stats.norm.sf((high - p) / se)
+                exact = exact_bernoulli_mean(n, p, grid)
+                rows.append({"sample_size": n, "p": p, "step": step, "log_delta": exact.log_delta,
+                             "bound_exact_binomial": min(1.0, 2 * exit_exact),
+                             "bound_gaussian_tail": min(1.0, 2 * exit_gauss)})
+    table = pd.DataFrame(rows)
+    delta = np.exp(table["log_delta"])
+    table["violation"] = delta > table["bound_exact_binomial"] * (1 + 1e-9)
+    table["violation_gaussian_tail"] = delta > table["bound_gaussian_tail"] * (1 + 1e-9)
+    return table
+
+
+def plot_bound_sweep(table, ax=None):
+    """Exact ``Delta_n`` against the bound (log axes, the diagonal: every point must lie on or below it), with
+    the old nearer-threshold version beside it."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    floor = -300.0
+    x = np.clip(table["log_bound"], floor, 0) / math.log(10)
+    y = np.clip(table["log_delta"], floor, 0) / math.log(10)
+    x_old = np.clip(table["log_bound_nearest"], floor, 0) / math.log(10)
+    ax.scatter(x_old, y, s=8, marker="x", color="tab:red", alpha=0.5, label="nearer threshold only (old)")
+    ax.scatter(x, y, s=8, color="tab:blue", label="both thresholds")
+    lim = float(min(x.min(), y.min()))
+    ax.plot([lim, 0], [lim, 0], color="k", lw=1, label="diagonal")
+    ax.set_xlabel("log10 bound 2 P(Q(theta_hat) != Q(theta*))")
+    ax.set_ylabel("log10 exact Delta_n")
+    ax.set_title(f"{len(table)} Gaussian cases: {int(table['violation'].sum())} violations "
+                 f"(old: {int(table['violation_nearest'].sum())})")
+    ax.legend(fontsize=8)
+    return ax
