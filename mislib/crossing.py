@@ -66,7 +66,7 @@ def log_exit_probabilities(theta: torch.Tensor, stderr: torch.Tensor, low: torch
 def scale_cell_bounds(raw: torch.Tensor, scale_format: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The cell ``[low, high]`` of positive scale statistics ``raw`` on a storage format's grid: the interval of
     raw values stored as the same number (``"pow2"``: ``2**(e -+ 1/2)``; ``"bfloat16"`` / ``"float16"``: half-way
-    to the neighbouring representable numbers, normal range)."""
+    to the neighbouring representable numbers; normal numbers of the format only)."""
     stored, _ = store_scale(raw, scale_format)
     if scale_format == "pow2":
         return stored * 2 ** -0.5, stored * 2 ** 0.5
