@@ -52,7 +52,7 @@ def logistic_validation(law, n: int, quantizers: Mapping, *, ridge: float = 1e-3
     model = LogisticRegression.from_coefficients(trainer(X_obs, y_obs), fit_intercept=False)
     fit_seconds = time.perf_counter() - start
     indicator = indicator_of_model(model, X_obs, y_obs, "logistic", quantizers, ridge=ridge,
-                               n_bootstrap_ci=n_bootstrap_ci, seed=seed)
+                                   n_bootstrap_ci=n_bootstrap_ci, seed=seed, average=True)
     indicator = indicator.set_index("quantizer")
 
     # 2. ground truth by retraining
@@ -90,14 +90,16 @@ def logistic_validation(law, n: int, quantizers: Mapping, *, ridge: float = 1e-3
         ind = indicator.loc[label]
         row = {"quantizer": label, "sample_size": n, "seed": seed, "scale_channel": ind["scale_channel"],
                "deterministic": bool(ind["deterministic"])}
-        for name in ("r_min", "r_soft", "r_min_with_scale", "r_soft_with_scale"):
+        for name in ("ranking_score", "r_min", "r_soft", "r_min_with_scale", "r_soft_with_scale"):
             row[name] = ind[name]
             row[f"{name}_low"], row[f"{name}_high"] = ind[f"{name}_low"], ind[f"{name}_high"]
-        for name in ("p_flip", "delta_bound", "p_flip_with_scale", "delta_bound_with_scale", "weights_at_risk",
+        for name in ("ranking_score_averaged", "expected_exits_with_scale", "p_exit", "delta_estimate",
+                     "p_flip", "delta_bound", "p_flip_with_scale", "delta_bound_with_scale", "weights_at_risk",
                      "scale_r", "z_min"):
             row[name] = ind[name]
         oracle = indicator_from_estimates(theta_star, se_star, q, n)
-        for name in ("r_min", "r_soft", "r_min_with_scale", "r_soft_with_scale", "delta_bound_with_scale"):
+        for name in ("ranking_score", "r_min", "r_soft", "r_min_with_scale", "r_soft_with_scale",
+                     "delta_estimate", "delta_bound_with_scale"):
             row[f"{name}_oracle"] = getattr(oracle, name)
         row.update({
             "indicator_seconds": fit_seconds + ind["seconds"], "indicator_model_fits": 1,
@@ -157,14 +159,14 @@ def standard_error_comparison(law, n: int, *, ridge: float = 1e-3, n_bootstrap: 
     return pd.DataFrame(rows)
 
 
-def rank_agreement(table, indicators=("r_min_with_scale", "r_soft_with_scale"), truths=("mc_lower_bound",),
+def rank_agreement(table, indicators=("ranking_score", "r_min_with_scale"), truths=("mc_lower_bound",),
                    *, by: str = "sample_size", where: str | None = None):
     """Kendall's tau-b between each indicator (larger = more private) and each ground truth (larger = more
-    leakage), per value of ``by``: ``agreement = tau(indicator, -truth)``, so +1 means the indicator orders the
-    quantizers exactly as the ground truth, 0 no relation. ``where``: a boolean column restricting the rows
-    (e.g. "mc_applicable"). One row per (group, indicator, truth) with the p-value and the number of quantizers.
-    """
-    from scipy.stats import kendalltau
+    leakage), per value of ``by`` (``mislib.evaluation.agreement.ranking_agreement``): +1 means the indicator
+    orders the quantizers exactly as the ground truth, 0 no relation. ``where``: a boolean column restricting the
+    rows (e.g. "mc_applicable"). One row per (group, indicator, truth) with the p-value and the number of
+    quantizers."""
+    from mislib.evaluation.agreement import ranking_agreement
 
     rows = []
     for key, group in table.groupby(by):
@@ -173,11 +175,11 @@ def rank_agreement(table, indicators=("r_min_with_scale", "r_soft_with_scale"), 
         for indicator in indicators:
             for truth in truths:
                 sub = group[[indicator, truth]].dropna()
+                tau = p = math.nan
                 if len(sub) >= 3:
-                    result = kendalltau(sub[indicator], -sub[truth])
-                    tau, p = float(result.statistic), float(result.pvalue)
-                else:
-                    tau = p = math.nan
+                    result = ranking_agreement(sub[indicator].to_numpy(), sub[truth].to_numpy(),
+                                               reference_higher_is_private=False)
+                    tau, p = result.kendall_tau, result.kendall_p
                 rows.append({by: key, "indicator": indicator, "ground_truth": truth, "agreement": tau,
                              "p_value": p, "n_quantizers": len(sub)})
     return pd.DataFrame(rows)
@@ -363,3 +365,86 @@ def ranking_summary(table):
     filled = table.assign(kendall_tau=table["kendall_tau"].fillna(0.0))
     summary = filled.groupby(["sample_size", "estimator"])["kendall_tau"].agg(["mean", "std", "count"])
     return summary.reset_index().rename(columns={"mean": "tau_mean", "std": "tau_sd", "count": "n_datasets"})
+
+
+def logistic_ranking_over_datasets(law, table, quantizers: Mapping, *, truth: str = "mc_rule_lower_bound",
+                                   labels=None, n_datasets: int = 50, ridge: float = 1e-3, seed: int = 0,
+                                   n_nodes: int = 32):
+    """Kendall's tau of the plug-in and the uncertainty-averaged ranking score against the Monte-Carlo truth of
+    ``table`` (a ``validation_study`` table: the truth depends on ``n`` only, not on the observed data set), over
+    ``n_datasets`` independent observed data sets per sample size, restricted to the quantizers ``labels`` (those
+    the truth measures). The oracle's tau (one value per ``n``) is repeated on every row."""
+    from mislib.evaluation.agreement import ranking_agreement
+    from mislib.evaluation.trainers import LogisticRegression, fit_logistic
+    from mislib.indicator import indicator_from_estimates, standard_errors
+
+    labels = list(quantizers) if labels is None else list(labels)
+    rows = []
+    for n, group in table.groupby("sample_size"):
+        group = group.set_index("quantizer").loc[labels]
+        reference = group[truth].to_numpy()
+        oracle = ranking_agreement(group["ranking_score_oracle"].to_numpy(), reference,
+                                   reference_higher_is_private=False).kendall_tau
+        for dataset in range(n_datasets):
+            X, y = law.sample(int(n), seed=seed + 7919 + 1000003 * (dataset + 1))
+            model = LogisticRegression.from_coefficients(fit_logistic(X, y, ridge, fit_intercept=False),
+                                                         fit_intercept=False)
+            theta = {k: v.detach() for k, v in model.named_parameters()}
+            se = standard_errors(model, X, y, "logistic", ridge=ridge)
+            results = [indicator_from_estimates(theta, se, quantizers[label], int(n), average=True,
+                                                n_nodes=n_nodes, seed=dataset) for label in labels]
+            for name, values in (("plug_in", [r.ranking_score for r in results]),
+                                 ("averaged", [r.ranking_score_averaged for r in results])):
+                tau = ranking_agreement(values, reference, reference_higher_is_private=False).kendall_tau
+                rows.append({"sample_size": int(n), "dataset": dataset, "estimator": name, "kendall_tau": tau})
+            rows.append({"sample_size": int(n), "dataset": dataset, "estimator": "oracle", "kendall_tau": oracle})
+    return pd.DataFrame(rows)
+
+
+def plot_ranking_summary(summary, ax=None, title=""):
+    """Mean Kendall tau (+- one standard deviation over data sets) against n, one line per estimator."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    estimators = list(dict.fromkeys(summary["estimator"]))
+    for k, name in enumerate(estimators):
+        rows = summary[summary["estimator"] == name].sort_values("sample_size")
+        shift = 1 + 0.04 * (k - (len(estimators) - 1) / 2)
+        ax.errorbar(rows["sample_size"] * shift, rows["tau_mean"], yerr=rows["tau_sd"], fmt="o-", ms=4,
+                    capsize=2, label=name)
+    ax.set_xscale("log")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("training-set size n")
+    ax.set_ylabel("Kendall tau vs truth (mean +- sd)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def score_intervals(theta, stderr, quantizers: Mapping, n: int, *, n_draws: int = 200, seed: int = 0,
+                    confidence: float = 0.9):
+    """For one observed model: each quantizer's plug-in and averaged ranking scores, an interval of the score
+    over ``theta* ~ N(theta, stderr^2)`` (the rank uncertainty), and P(more private than the next one in the
+    averaged order) (``mislib.crossing.probability_more_private``). One row per quantizer."""
+    import numpy as np
+
+    from mislib.crossing import log_expected_exits, probability_more_private, ranking_score_from, release_log_exits
+    from mislib.indicator import indicator_from_estimates
+
+    g = torch.Generator().manual_seed(seed)
+    draws = [theta + stderr * torch.randn(theta.shape, generator=g, dtype=theta.dtype) for _ in range(n_draws)]
+    rows = []
+    for label, q in quantizers.items():
+        res = indicator_from_estimates(theta, stderr, q, n, average=True)
+        scores = [ranking_score_from(log_expected_exits(*release_log_exits(q, t, stderr)), res.n_coordinates, n)
+                  for t in draws]
+        low, high = np.quantile(scores, [(1 - confidence) / 2, (1 + confidence) / 2])
+        rows.append({"quantizer": label, "plug_in": res.ranking_score, "averaged": res.ranking_score_averaged,
+                     "score_low": float(low), "score_high": float(high)})
+    out = pd.DataFrame(rows).sort_values("averaged", ascending=False).reset_index(drop=True)
+    labels = list(out["quantizer"])
+    out["p_more_private_than_next"] = [
+        probability_more_private(theta, stderr, quantizers[a], quantizers[b], n_draws=n_draws, seed=seed)
+        for a, b in zip(labels, labels[1:])] + [math.nan]
+    return out
