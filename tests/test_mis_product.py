@@ -9,7 +9,7 @@ import torch
 
 from mislib import mis
 from mislib.crossing import log_exit_probabilities
-from mislib.mis_product import exact_gaussian_pair_delta, exact_gaussian_product_delta
+from mislib.mis.multivariate import exact_gaussian_pair_delta, exact_gaussian_product_delta
 from mislib.quantizers import FixedGrid
 from mislib.studies import theory
 

@@ -311,7 +311,7 @@ RANKING_ESTIMATORS = ("oracle", "plug_in", "averaged", "r_min", "r_soft_legacy")
 def gaussian_ranking_truth(sample_sizes, config=GAUSSIAN_RANKING):
     """Exact ``Delta_n`` of every grid of ``config`` at each sample size (``mislib.mis_product``): one row per
     (sample size, grid)."""
-    from mislib.mis_product import exact_gaussian_product_delta
+    from mislib.mis.multivariate import exact_gaussian_product_delta
     from mislib.quantizers import FixedGrid
 
     rows = [{"sample_size": n, "grid": f"step={step:g}, offset={offset:g}",
