@@ -75,6 +75,7 @@ class IndicatorResult:
     expected_exits: float
     expected_exits_with_scale: float
     p_exit: float
+    log_p_exit: float
     p_exit_with_scale: float
     log_p_exit_with_scale: float
     delta_estimate: float
@@ -97,9 +98,11 @@ class IndicatorResult:
     confidence_intervals: dict = field(default_factory=dict)
 
     SCALARS = ("ranking_score", "ranking_score_averaged", "expected_exits", "expected_exits_with_scale",
-               "expected_exits_averaged", "p_exit", "p_exit_with_scale", "p_exit_averaged", "delta_estimate",
+               "expected_exits_averaged", "p_exit", "log_p_exit", "p_exit_with_scale", "log_p_exit_with_scale",
+               "p_exit_averaged", "delta_estimate",
                "r_min", "r_min_with_scale", "z_min", "scale_r", "r_soft", "r_soft_with_scale", "weights_at_risk")
-    LEGACY = {"p_flip": "p_exit", "p_flip_with_scale": "p_exit_with_scale", "delta_bound": "delta_estimate",
+    LEGACY = {"p_flip": "p_exit", "p_flip_with_scale": "p_exit_with_scale", "log_p_flip": "log_p_exit",
+              "log_p_flip_with_scale": "log_p_exit_with_scale", "delta_bound": "delta_estimate",
               "delta_bound_with_scale": "delta_estimate"}
 
     @property
@@ -109,6 +112,14 @@ class IndicatorResult:
     @property
     def p_flip_with_scale(self):
         return self.p_exit_with_scale
+
+    @property
+    def log_p_flip(self):
+        return self.log_p_exit
+
+    @property
+    def log_p_flip_with_scale(self):
+        return self.log_p_exit_with_scale
 
     @property
     def delta_bound(self):
@@ -232,7 +243,8 @@ def indicator_from_estimates(theta, stderr, quantizer: Quantizer, n, *, average:
         quantizer=_quantizer_label(quantizer), n=n, n_coordinates=d, deterministic=bool(quantizer.deterministic),
         scale_channel=quantizer.scale_channel, ranking_score=ranking_score_from(log_e_with, d, n),
         expected_exits=math.exp(log_expected_exits(log_w, None)), expected_exits_with_scale=math.exp(log_e_with),
-        p_exit=math.exp(_log_p_any(log_w)), p_exit_with_scale=math.exp(log_p_with),
+        p_exit=math.exp(_log_p_any(log_w)), log_p_exit=_log_p_any(log_w),
+        p_exit_with_scale=math.exp(log_p_with),
         log_p_exit_with_scale=log_p_with, delta_estimate=min(1.0, 2 * math.exp(log_p_with)),
         r_min=r_min, z_min=float(z_flat.min()), argmin=int(z_flat.argmin()), scale_r=scale_r,
         r_min_with_scale=min(r_min, scale_r) if scale_zs else r_min, r_soft=r_soft, r_soft_with_scale=r_soft_with,

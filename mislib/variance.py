@@ -67,6 +67,29 @@ def standard_errors(model: nn.Module, X, y, loss=None, *, ridge: float = 0.0, me
     standard deviation of the refits.
 
     Returns a dict shaped like ``model.named_parameters()``; with ``return_details`` a ``StandardErrors``.
+
+    Raises
+    ------
+    ValueError
+        On unknown ``method`` / ``hessian`` / loss names, mismatched data, or a Hessian that is not positive
+        definite at the model's parameters.
+
+    Examples
+    --------
+    The sandwich standard error of a sample mean is its classical one, ``sd / sqrt(n)``:
+
+    >>> import torch
+    >>> from torch import nn
+    >>> class Mean(nn.Module):
+    ...     def __init__(self, value):
+    ...         super().__init__()
+    ...         self.mu = nn.Parameter(torch.tensor([value], dtype=torch.float64))
+    ...     def forward(self, X):
+    ...         return self.mu.expand(X.shape[0])
+    >>> y = torch.tensor([1.0, 2.0, 4.0, 5.0], dtype=torch.float64)
+    >>> se = standard_errors(Mean(3.0), torch.zeros(4, 1, dtype=torch.float64), y, "squared")
+    >>> round(float(se["mu"]), 6), round(float(y.std(unbiased=False) / 2), 6)
+    (0.790569, 0.790569)
     """
     check_choice("method", method, METHODS)
     check_choice("hessian", hessian, HESSIAN_MODES)
