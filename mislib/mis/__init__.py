@@ -44,11 +44,14 @@ Bernoulli exact values), ``rates``, ``bounds`` (several coordinates, data-depend
 from __future__ import annotations
 
 from mislib.mis.numerics import (  # noqa: F401
-    DeltaBounds, ExactMIS, LOG_HALF, LOG_SQRT_2PI, MAX_CELLS, TAIL_LOG, U_WINDOW, describe_quantizer, log1mexp, log_interval_prob, log_outside_prob, tent_expectation)
+    DeltaBounds, ExactMIS, LOG_HALF, LOG_SQRT_2PI, MAX_CELLS, TAIL_LOG, U_WINDOW, describe_quantizer, log1mexp,
+    log_interval_prob, log_outside_prob, tent_expectation)
 from mislib.mis.exact import (  # noqa: F401
     exact_bernoulli_mean, exact_gaussian_mean, exact_gaussian_vector_mean, mean_abs_product_sum)
 from mislib.mis.rates import (  # noqa: F401
-    bernoulli_rate, chernoff_rate, gaussian_rate, grid_margins_around, log_normal_tail, refined_log_delta_bernoulli, refined_log_delta_gaussian, second_order_log_delta_gaussian, second_order_log_tail, sr_deterministic_crossover, stochastic_rounding_delta_asymptotic, unquantized_delta_asymptotic)
+    bernoulli_rate, chernoff_rate, gaussian_rate, grid_margins_around, log_normal_tail, refined_log_delta_bernoulli,
+    refined_log_delta_gaussian, second_order_log_delta_gaussian, second_order_log_tail, sr_deterministic_crossover,
+    stochastic_rounding_delta_asymptotic, unquantized_delta_asymptotic)
 from mislib.mis.bounds import (  # noqa: F401
     absmax_weight_thresholds, float_scale_leak, gaussian_product_bounds, stored_scale_release_bounds)
 from mislib.mis.game import (  # noqa: F401

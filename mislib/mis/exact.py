@@ -11,7 +11,9 @@ from scipy import special, stats
 
 from mislib.infra.checks import check_float, check_int
 from mislib.quantizers import FixedGrid, StochasticRounding
-from mislib.mis.numerics import ExactMIS, GL_NODES, LOG_GL_WEIGHTS, LOG_HALF, MAX_CELLS, TAIL_LOG, U_WINDOW, check_quantizer, describe_quantizer, grid_at, log1mexp, log_interval_prob, log_normal_pdf, log_outside_prob, tent_expectation
+from mislib.mis.numerics import (
+    ExactMIS, GL_NODES, LOG_GL_WEIGHTS, LOG_HALF, MAX_CELLS, TAIL_LOG, U_WINDOW, check_quantizer,
+    describe_quantizer, grid_at, log1mexp, log_interval_prob, log_normal_pdf, log_outside_prob, tent_expectation)
 
 
 # ----------------------------------------------------------------------------------------------------------
