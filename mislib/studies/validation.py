@@ -103,6 +103,7 @@ def logistic_validation(law, n: int, quantizers: Mapping, *, ridge: float = 1e-3
             row[f"{name}_oracle"] = getattr(oracle, name)
         row.update({
             "indicator_seconds": fit_seconds + ind["seconds"], "indicator_model_fits": 1,
+            "indicator_averaged_seconds": ind["averaged_seconds"],
             "indicator_ci_seconds": ind["bootstrap_seconds"], "indicator_ci_model_fits": n_bootstrap_ci,
             "mc_lower_bound": mc.lower_bound, "mc_lower_bound_low": mc.lower_bound_low,
             "mc_lower_bound_high": mc.lower_bound_high, "mc_plug_in": mc.plug_in, "mc_plug_in_low": mc.plug_in_low,
@@ -448,3 +449,23 @@ def score_intervals(theta, stderr, quantizers: Mapping, n: int, *, n_draws: int 
         probability_more_private(theta, stderr, quantizers[a], quantizers[b], n_draws=n_draws, seed=seed)
         for a, b in zip(labels, labels[1:])] + [math.nan]
     return out
+
+
+def plot_score_intervals(intervals, truth, ax=None, title=""):
+    """``score_intervals`` of one model against the exact ``Delta_n`` of each quantizer (``truth``: a mapping
+    label -> Delta_n): the averaged score with its interval over the weights' uncertainty, and the plug-in."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    x = np.log10([truth[label] for label in intervals["quantizer"]])
+    ax.errorbar(x, intervals["averaged"], yerr=[intervals["averaged"] - intervals["score_low"],
+                                               intervals["score_high"] - intervals["averaged"]],
+                fmt="o", capsize=2, label="averaged (interval over theta* ~ N(theta_hat, s^2))")
+    ax.plot(x, intervals["plug_in"], "x", color="tab:red", label="plug-in")
+    ax.set_xlabel("log10 exact Delta_n (less private to the right)")
+    ax.set_ylabel("ranking score")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return ax
