@@ -21,7 +21,7 @@ def logistic_validation(law, n: int, quantizers: Mapping, *, ridge: float = 1e-3
 
     ``law``: a ``mislib.evaluation.synthetic_data.LogisticModel``. At sample size ``n``:
 
-    1. one observed data set -> ``theta_hat`` -> the indicator of every quantizer (``estimate_model``, sandwich
+    1. one observed data set -> ``theta_hat`` -> the indicator of every quantizer (``indicator_of_model``, sandwich
        standard errors, ``n_bootstrap_ci`` bootstrap refits for intervals); beside it the *oracle* indicator
        (columns ``*_oracle``): the same formula at ``theta*`` with the population standard errors, both from a
        reference sample of ``n_reference`` points -- what the one-model estimate tries to recover;
