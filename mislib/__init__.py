@@ -43,8 +43,9 @@ _ENTRY_POINTS = {
     "exact_gaussian_mean": ("mislib.mis", "exact_gaussian_mean"),
     "exact_bernoulli_mean": ("mislib.mis", "exact_bernoulli_mean"),
     "standard_errors": ("mislib.indicator", "standard_errors"),
-    "estimate": ("mislib.indicator", "estimate"),
-    "estimate_model": ("mislib.indicator", "estimate_model"),
+    "indicator_from_estimates": ("mislib.indicator", "indicator_from_estimates"),
+    "indicator_of_model": ("mislib.indicator", "indicator_of_model"),
+    "probability_more_private": ("mislib.indicator", "probability_more_private"),
     "attack_metrics": ("mislib.attacks", "attack_metrics"),
     "run_audit": ("mislib.evaluation.audit", "audit"),
 }

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, hessian
 
-from mislib import indicator
+from mislib import indicator, objective, variance
 from mislib.evaluation.synthetic_data import gaussian_mixture
 from mislib.evaluation.trainers import LogisticRegression, MLPHead, fit_logistic, fit_mlp_head, flatten_params
 
@@ -67,7 +67,7 @@ def test_hessian_equals_autodiff(which, data, logistic, mlp):
     else:
         model, loss = mlp, "logistic"
         weights = torch.rand(X.shape[0], generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    problem = indicator._Problem(model, X, y, loss, 1e-2, weights, None, 2 ** 22)
+    problem = objective.Objective(model, X, y, loss, 1e-2, weights, None, 2 ** 22)
     H = problem.hessian(problem.theta)
     torch.testing.assert_close(H, _autodiff_hessian(problem), rtol=1e-10, atol=1e-13)
     # the residual part is found where it exists, and not for the linear model
@@ -107,8 +107,8 @@ def test_recomputed_jacobians_and_blocks_give_the_same_errors(which, data, logis
     torch.testing.assert_close(reference.flat, exact.flat, rtol=1e-6, atol=1e-12)
     one_block = indicator.standard_errors(model, X, y, ridge=1e-2, hessian="cg", cg_sketch=50,
                                           return_details=True)
-    monkeypatch.setattr(indicator, "JACOBIAN_CACHE_ENTRIES", 0)
-    monkeypatch.setattr(indicator, "CG_BLOCK_ENTRIES", 7 * p)
+    monkeypatch.setattr(objective, "JACOBIAN_CACHE_ENTRIES", 0)
+    monkeypatch.setattr(variance, "CG_BLOCK_ENTRIES", 7 * p)
     chunked = indicator.standard_errors(model, X, y, ridge=1e-2, hessian="cg", cg_sketch=None, chunk_size=chunk,
                                         return_details=True)
     torch.testing.assert_close(chunked.flat, reference.flat, rtol=1e-8, atol=1e-14)
@@ -123,8 +123,8 @@ def test_preconditioned_block_cg_solves_and_reports():
     A = torch.randn(30, 30, generator=g, dtype=torch.float64)
     A = A @ A.T + torch.diag(torch.logspace(-2, 3, 30, dtype=torch.float64))   # badly scaled diagonal
     B = torch.randn(4, 30, generator=g, dtype=torch.float64)
-    plain, it_plain, res_plain = indicator.block_cg(lambda V: V @ A, B, tol=1e-12)
-    jacobi, it_jacobi, res_jacobi = indicator.block_cg(lambda V: V @ A, B, tol=1e-12,
+    plain, it_plain, res_plain = objective.block_cg(lambda V: V @ A, B, tol=1e-12)
+    jacobi, it_jacobi, res_jacobi = objective.block_cg(lambda V: V @ A, B, tol=1e-12,
                                                        inverse_diagonal=1 / A.diagonal())
     exact = torch.linalg.solve(A, B.T).T
     torch.testing.assert_close(plain, exact, rtol=1e-8, atol=1e-10)
@@ -132,12 +132,12 @@ def test_preconditioned_block_cg_solves_and_reports():
     assert res_plain <= 1e-12 and res_jacobi <= 1e-12
     assert it_jacobi < it_plain                        # the preconditioner earns its keep on a scaled problem
     with pytest.raises(ValueError, match="non-positive curvature"):
-        indicator.block_cg(lambda V: -V, B)
+        objective.block_cg(lambda V: -V, B)
 
 
 def test_curvature_is_cached_per_point_and_weights(data, logistic):
     X, y = data
-    problem = indicator._Problem(logistic, X, y, "logistic", 1e-2, None, None, 2 ** 22)
+    problem = objective.Objective(logistic, X, y, "logistic", 1e-2, None, None, 2 ** 22)
     first = problem._curvature(problem.theta)
     assert problem._curvature(problem.theta.clone()) is first               # same point: reused
     moved = problem._curvature(problem.theta + 0.1)

@@ -10,7 +10,8 @@ from torch import nn
 
 from mislib import quantizers as Q
 from mislib.evaluation.synthetic_data import LogisticModel
-from mislib.indicator import (IndicatorResult, NotAtOptimumWarning, estimate, estimate_model, standard_errors)
+from mislib.indicator import (IndicatorResult, NotAtOptimumWarning, indicator_from_estimates as estimate,
+                              indicator_of_model as estimate_model, standard_errors)
 from mislib.evaluation.trainers import LogisticRegression, MLPHead, fit_logistic, fit_mlp_head
 
 
@@ -113,8 +114,10 @@ def test_gaussian_mean_rate_is_reproduced_exactly():
         assert result.r_min == pytest.approx(delta ** 2 / (2 * sigma ** 2), rel=1e-12)
         z = delta * math.sqrt(n) / sigma
         assert float(result.z) == pytest.approx(z, rel=1e-12)
-        assert result.p_flip == pytest.approx(stats.norm.sf(z), rel=1e-9, abs=1e-300)
-        assert result.log_p_flip == pytest.approx(stats.norm.logsf(z), rel=1e-9)
+        z_far = (1.0 - delta) * math.sqrt(n) / sigma       # the other threshold of the cell [-1/2, 1/2]
+        assert result.p_exit == pytest.approx(stats.norm.sf(z) + stats.norm.sf(z_far), rel=1e-9, abs=1e-300)
+        assert result.log_p_exit_with_scale == pytest.approx(np.logaddexp(stats.norm.logsf(z),
+                                                                          stats.norm.logsf(z_far)), rel=1e-9)
     ratios = [_gaussian_case(n, delta, sigma).r_soft / _gaussian_case(n, delta, sigma).r_min
               for n in (10, 100, 10 ** 4, 10 ** 6)]
     # r_soft > r_min (the Gaussian tail's log z correction), decreasing to 1 like log(n) / n
@@ -140,8 +143,8 @@ def test_delta_bound_holds_for_the_exact_gaussian_mean():
         pass
     result = estimate(torch.tensor([mu], dtype=torch.float64), torch.tensor([sigma / math.sqrt(n)],
                       dtype=torch.float64), Q.FixedGrid(step), n)
-    assert 0 < delta <= result.delta_bound
-    assert delta > result.delta_bound / 50  # and the bound is not absurdly loose here
+    assert 0 < delta <= result.delta_estimate     # at the true optimum and standard error it is a bound
+    assert delta > result.delta_estimate / 50  # and the bound is not absurdly loose here
 
 
 def test_several_coordinates_and_far_tails():
@@ -149,18 +152,25 @@ def test_several_coordinates_and_far_tails():
     stderr = torch.tensor([0.1, 0.05, 0.2], dtype=torch.float64)
     result = estimate(theta, stderr, Q.FixedGrid(1.0), 100)
     z = np.array([0.4, 0.05, 0.3]) / stderr.numpy()
+    z_far = np.array([0.6, 0.95, 0.7]) / stderr.numpy()      # the other face of each cell of FixedGrid(1)
     tails = stats.norm.sf(z)
+    q = tails + stats.norm.sf(z_far)
     assert result.r_min == pytest.approx(z.min() ** 2 / 200)
-    assert result.r_soft == pytest.approx(-np.log(tails.sum()) / 100)
-    assert result.p_flip == pytest.approx(1 - np.prod(1 - tails))
-    assert result.delta_bound == pytest.approx(min(1.0, 2 * result.p_flip))
+    assert result.r_soft == pytest.approx(-np.log(tails.sum()) / 100)       # legacy: nearer face only
+    assert result.p_exit == pytest.approx(1 - np.prod(1 - q))
+    assert result.expected_exits == pytest.approx(q.sum())
+    assert result.ranking_score == pytest.approx((np.log(3) - np.log(q.sum())) / 100)
+    assert result.delta_estimate == pytest.approx(min(1.0, 2 * result.p_exit))
     assert result.weights_at_risk == pytest.approx(tails.sum())
     assert result.argmin == 1 and result.n_coordinates == 3
     far = estimate(torch.tensor([0.0, 0.0], dtype=torch.float64), torch.tensor([0.01, 0.0125], dtype=torch.float64),
                    Q.FixedGrid(1.0), 50)   # z = 50 and 40: Phi_bar underflows double precision
-    assert far.p_flip == 0.0 and math.isfinite(far.log_p_flip) and math.isfinite(far.r_soft)
-    assert far.log_p_flip == pytest.approx(np.logaddexp(stats.norm.logsf(50), stats.norm.logsf(40)), rel=1e-9)
-    assert far.r_soft * 50 == pytest.approx(-far.log_p_flip, rel=1e-9)
+    assert far.p_exit == 0.0 and math.isfinite(far.log_p_exit_with_scale) and math.isfinite(far.r_soft)
+    # both faces of each cell at 50 and 40 standard errors
+    expected = math.log(2) + np.logaddexp(stats.norm.logsf(50), stats.norm.logsf(40))
+    assert far.log_p_exit_with_scale == pytest.approx(expected, rel=1e-9)
+    assert far.ranking_score * 50 == pytest.approx(math.log(2) - expected, rel=1e-9)
+    assert far.r_soft * 50 == pytest.approx(math.log(2) - expected, rel=1e-9)
 
 
 def test_identity_and_stochastic_rounding_have_zero_rate():
@@ -168,7 +178,9 @@ def test_identity_and_stochastic_rounding_have_zero_rate():
     stderr = torch.full((2,), 0.1, dtype=torch.float64)
     for q in (Q.Identity(), Q.StochasticRounding(0.5)):
         result = estimate(theta, stderr, q, 100)
-        assert result.r_min == 0 and result.p_flip == pytest.approx(0.75) and result.delta_bound == 1.0
+        # every coordinate changes with the data: q = 1, E = d, score 0, estimate of the bound 1
+        assert result.r_min == 0 and result.p_exit == 1.0 and result.delta_estimate == 1.0
+        assert result.expected_exits == pytest.approx(2.0) and result.ranking_score == 0.0
         assert result.r_soft == pytest.approx(0.0)   # -(1/n) log(2 * 1/2)
     assert "randomised" in estimate(theta, stderr, Q.StochasticRounding(0.5), 100).note
 
@@ -182,7 +194,10 @@ def test_scale_channel():
     floating = estimate(theta, stderr, Q.get("uniform", bits=4), 500)
     assert floating.scale_channel == "continuous" and floating.scale_r == 0.0
     assert floating.r_min > 0 and floating.r_min_with_scale == 0.0 and floating.delta_bound_with_scale == 1.0
-    assert "n^-1/2" in floating.note
+    assert "continuous" in floating.note
+    # the float scale counts one changed value; the weights count their exit probabilities
+    assert floating.expected_exits_with_scale == pytest.approx(floating.expected_exits + 1.0)
+    assert 0 < floating.ranking_score == pytest.approx((math.log(3) - math.log(1 + floating.expected_exits)) / 500)
     sign = estimate(theta, stderr, Q.get("sign"), 500)
     assert sign.r_min > 0 and sign.r_min_with_scale == 0.0
     # pow2 scale: raw = max|w| / 7 = 1.3 / 7 rounds to 2^-2; nearest threshold 2^-2.5; the statistic moves with
@@ -194,6 +209,9 @@ def test_scale_channel():
     assert float(pow2.scale_z[0]) == pytest.approx(expected_z, rel=1e-6)
     assert pow2.scale_r == pytest.approx(expected_z ** 2 / 1000, rel=1e-6)
     assert pow2.r_min_with_scale == pytest.approx(min(pow2.r_min, pow2.scale_r))
+    # the scale's exit probability counts both faces of its storage cell [2^-2.5, 2^-1.5]
+    q_scale = stats.norm.sf((raw - 2 ** -2.5) / (0.02 / 7)) + stats.norm.sf((2 ** -1.5 - raw) / (0.02 / 7))
+    assert float(pow2.exit_probabilities[-1]) == pytest.approx(q_scale, rel=1e-6)
     # affine grid: scale (max - min) / 15 moves with both extreme coordinates; the zero point with the minimum
     affine_q = Q.get("uniform", bits=4, symmetric=False, scale_format="pow2")
     affine = estimate(theta, stderr, affine_q, 500)
@@ -210,7 +228,8 @@ def test_named_parameters_pool_coordinates():
     pooled = estimate(theta, stderr, Q.FixedGrid(1.0), 100)
     flat = estimate(torch.tensor([0.1, 0.45, -0.2], dtype=torch.float64),
                     torch.tensor([0.1, 0.05, 0.2], dtype=torch.float64), Q.FixedGrid(1.0), 100)
-    assert pooled.r_soft == pytest.approx(flat.r_soft) and pooled.p_flip == pytest.approx(flat.p_flip)
+    assert pooled.r_soft == pytest.approx(flat.r_soft) and pooled.p_exit == pytest.approx(flat.p_exit)
+    assert pooled.ranking_score == pytest.approx(flat.ranking_score)
     assert pooled.z["a.weight"].shape == (1, 2)
 
 
@@ -224,8 +243,11 @@ def test_estimate_model_table_with_bootstrap_intervals(logistic):
                    "model_fits", "scale_channel", "r_min_with_scale"):
         assert column in table
     grid = table.set_index("quantizer").loc["grid 0.5"]
-    assert grid.r_min_low <= grid.r_min <= grid.r_min_high or grid.r_min_high - grid.r_min_low < 1e-3
-    assert grid.r_min_low < grid.r_min_high and grid.model_fits == 20
+    # percentile intervals bracket the estimate and have width
+    for name in ("r_min", "ranking_score"):
+        low, value, high = grid[f"{name}_low"], grid[name], grid[f"{name}_high"]
+        assert low <= value <= high and low < high, name
+    assert grid.model_fits == 20 and grid.bootstrap_dropped == 0
     again = estimate_model(model, X, y, "logistic", quantizers, ridge=1e-3, n_bootstrap_ci=20, seed=0)
     assert np.allclose(again["r_soft_high"], table["r_soft_high"])   # same seed, same numbers
 
@@ -288,7 +310,7 @@ def test_singular_hessian_and_bad_quantizer_lists():
 
 def test_influence_of_a_point_on_the_gaussian_mean_is_exact():
     """For the mean, swapping one of n points for z moves the estimate by exactly (z - E y) / n."""
-    from mislib.indicator import influence_shifts
+    from mislib.indicator import centred_influence_shifts as influence_shifts
 
     g = torch.Generator().manual_seed(5)
     y_ref = 1.0 + torch.randn(1000, dtype=torch.float64, generator=g)
@@ -297,3 +319,31 @@ def test_influence_of_a_point_on_the_gaussian_mean_is_exact():
     shifts = influence_shifts(Mean(float(y_ref.mean())), torch.zeros(3, 1, dtype=torch.float64), targets, X_ref,
                               y_ref, "squared", n=50)
     torch.testing.assert_close(shifts[:, 0], (targets - y_ref.mean()) / 50)
+
+
+def test_bootstrap_replicates_with_a_non_positive_definite_hessian_are_dropped_and_counted(logistic, monkeypatch):
+    from mislib import indicator
+
+    _, X, y, model = logistic
+    real, calls = indicator.sandwich_variance, []
+
+    def flaky(problem, flat, *args):
+        calls.append(1)
+        if len(calls) in (3, 5):       # the 2nd and 4th bootstrap replicates (call 1 is the model itself)
+            raise ValueError("standard_errors: the Hessian of the objective is not positive definite")
+        return real(problem, flat, *args)
+
+    monkeypatch.setattr(indicator, "sandwich_variance", flaky)
+    with pytest.warns(RuntimeWarning, match="2 of 8 replicates dropped"):
+        table = estimate_model(model, X, y, "logistic", {"grid": Q.FixedGrid(0.5)}, ridge=1e-3, n_bootstrap_ci=8)
+    assert int(table["bootstrap_dropped"][0]) == 2 and table["r_min_low"][0] < table["r_min_high"][0]
+
+
+def test_old_names_warn_and_agree():
+    from mislib import indicator
+
+    theta, se = torch.tensor([0.1, 0.3], dtype=torch.float64), torch.tensor([0.1, 0.1], dtype=torch.float64)
+    with pytest.warns(DeprecationWarning, match="indicator_from_estimates"):
+        old = indicator.estimate(theta, se, Q.FixedGrid(1.0), 50)
+    assert old.ranking_score == estimate(theta, se, Q.FixedGrid(1.0), 50).ranking_score
+    assert old.p_flip == old.p_exit and old.delta_bound == old.delta_estimate

@@ -98,7 +98,14 @@ def test_logistic_retraining_is_seeded_and_consistent():
     assert sims.inside.shape == (10, 40, 2) and sims.outside.shape == (10, 40, 2)
     again = retrain(lambda size, g: law.sample(size, g), trainer, 30, n_targets=10, n_retrain=40, seed=3)
     torch.testing.assert_close(again.inside, sims.inside)   # batch size does not change the numbers
-    # the target is in every "inside" training set: its models lean towards it on average
+    # the target is in every "inside" training set: its models lean towards it on average (lower loss on it)
+    X_t, y_t = sims.targets
+
+    def target_loss(models):
+        f = (models * X_t[:, None, :]).sum(-1)
+        return torch.nn.functional.softplus(f) - y_t[:, None] * f
+
+    assert float(target_loss(sims.inside).mean()) < float(target_loss(sims.outside).mean())
     table = montecarlo_table(sims, {"grid 0.5": Q.FixedGrid(0.5), "sign": Q.get("sign")})
     assert list(table["quantizer"]) == ["grid 0.5", "sign"]
     assert (table["lower_bound"] <= table["plug_in"] + 1e-12).all()

@@ -136,18 +136,6 @@ def test_unaligned_size_adaptive_tracks_the_actual_margin():
         assert log_delta == pytest.approx(predicted, abs=0.01)
 
 
-def test_several_coordinates_nearest_face_in_standard_units_wins():
-    margins, sigmas = [0.3, 0.4, 0.2], [1.0, 2.0, 0.5]
-    mus = [-0.5 + m for m in margins]
-    rates = [mis.gaussian_rate(m, s) for m, s in zip(margins, sigmas)]
-    ns = np.array([4000, 6000, 8000])
-    bounds = [mis.gaussian_product_bounds(int(n), mus, sigmas, FixedGrid(1.0)) for n in ns]
-    assert all(b.log_lower <= b.log_upper <= b.log_lower + math.log(3) for b in bounds)
-    fitted = theory.fit_rate(ns, [b.log_upper for b in bounds], "exponential")
-    assert fitted == pytest.approx(min(rates), rel=1e-3)
-    assert np.argmin(rates) == 1 and np.argmin(margins) == 2  # the widest raw margin is the nearest face
-
-
 def test_float_scale_leaks_at_root_n_and_stored_scale_is_exponential():
     ex = theory.SCALE_EXAMPLE
     ns = [10 ** 3, 10 ** 4, 10 ** 5]

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from mislib.infra.checks import check_choice, check_float, check_int, check_tensor, resolve_device
+from mislib.objective import cholesky_factor
 from mislib.modules import (ACTIVATIONS, MLP_TASKS, LinearRegression, LogisticRegression, MLPHead, coefficients_to_params,  # noqa: F401
                             flatten_params, load_params, mlp_forward, params_of, params_to_coefficients,
                             stack_params, unflatten_params)
@@ -192,12 +193,8 @@ def _xt_s_x(X, s):
 
 
 def _cholesky(H, what: str):
-    L, info = torch.linalg.cholesky_ex(H)
-    if bool((info > 0).any()):
-        bad = int((info > 0).sum())
-        raise ValueError(f"{what}: the Hessian of {bad} model(s) is not positive definite (rank-deficient data "
-                         "and no penalty?); use ridge > 0")
-    return L
+    return cholesky_factor(H, what, message="the Hessian of {bad} model(s) is not positive definite "
+                                            "(rank-deficient data and no penalty?); use ridge > 0")
 
 
 def _finish(theta, batch: _Batch, info: FitInfo, return_info: bool):

@@ -21,7 +21,7 @@ def logistic_validation(law, n: int, quantizers: Mapping, *, ridge: float = 1e-3
 
     ``law``: a ``mislib.evaluation.synthetic_data.LogisticModel``. At sample size ``n``:
 
-    1. one observed data set -> ``theta_hat`` -> the indicator of every quantizer (``estimate_model``, sandwich
+    1. one observed data set -> ``theta_hat`` -> the indicator of every quantizer (``indicator_of_model``, sandwich
        standard errors, ``n_bootstrap_ci`` bootstrap refits for intervals); beside it the *oracle* indicator
        (columns ``*_oracle``): the same formula at ``theta*`` with the population standard errors, both from a
        reference sample of ``n_reference`` points -- what the one-model estimate tries to recover;
@@ -33,7 +33,8 @@ def logistic_validation(law, n: int, quantizers: Mapping, *, ridge: float = 1e-3
     estimates, the attack metrics, and the cost of each in seconds and model fits.
     """
 
-    from mislib.indicator import estimate, estimate_model, influence_shifts, standard_errors
+    from mislib.indicator import (centred_influence_shifts, indicator_from_estimates, indicator_of_model,
+                                  standard_errors)
     from mislib.evaluation.trainers import LogisticRegression, fit_logistic
 
     n = check_int("n", n, minimum=2)
@@ -50,8 +51,8 @@ def logistic_validation(law, n: int, quantizers: Mapping, *, ridge: float = 1e-3
     start = time.perf_counter()
     model = LogisticRegression.from_coefficients(trainer(X_obs, y_obs), fit_intercept=False)
     fit_seconds = time.perf_counter() - start
-    indicator = estimate_model(model, X_obs, y_obs, "logistic", quantizers, ridge=ridge,
-                               n_bootstrap_ci=n_bootstrap_ci, seed=seed)
+    indicator = indicator_of_model(model, X_obs, y_obs, "logistic", quantizers, ridge=ridge,
+                                   n_bootstrap_ci=n_bootstrap_ci, seed=seed, average=True)
     indicator = indicator.set_index("quantizer")
 
     # 2. ground truth by retraining
@@ -63,7 +64,7 @@ def logistic_validation(law, n: int, quantizers: Mapping, *, ridge: float = 1e-3
     # influence of each target (the white-box attack's mean shift).
     X_ref, y_ref = law.sample(n_reference, seed=seed + 104729)
     reference_model = LogisticRegression.from_coefficients(trainer(X_ref, y_ref), fit_intercept=False)
-    shifts = influence_shifts(reference_model, X_t, y_t, X_ref, y_ref, "logistic", n=n, ridge=ridge)
+    shifts = centred_influence_shifts(reference_model, X_t, y_t, X_ref, y_ref, "logistic", n=n, ridge=ridge)
     whitebox = {"mean_out": mean_out, "std": std_out, "shifts": shifts}
     theta_star = {name: p.detach() for name, p in reference_model.named_parameters()}
     se_star = {name: v * math.sqrt(n_reference / n) for name, v in
@@ -89,17 +90,20 @@ def logistic_validation(law, n: int, quantizers: Mapping, *, ridge: float = 1e-3
         ind = indicator.loc[label]
         row = {"quantizer": label, "sample_size": n, "seed": seed, "scale_channel": ind["scale_channel"],
                "deterministic": bool(ind["deterministic"])}
-        for name in ("r_min", "r_soft", "r_min_with_scale", "r_soft_with_scale"):
+        for name in ("ranking_score", "r_min", "r_soft", "r_min_with_scale", "r_soft_with_scale"):
             row[name] = ind[name]
             row[f"{name}_low"], row[f"{name}_high"] = ind[f"{name}_low"], ind[f"{name}_high"]
-        for name in ("p_flip", "delta_bound", "p_flip_with_scale", "delta_bound_with_scale", "weights_at_risk",
+        for name in ("ranking_score_averaged", "expected_exits_with_scale", "p_exit", "delta_estimate",
+                     "p_flip", "delta_bound", "p_flip_with_scale", "delta_bound_with_scale", "weights_at_risk",
                      "scale_r", "z_min"):
             row[name] = ind[name]
-        oracle = estimate(theta_star, se_star, q, n)
-        for name in ("r_min", "r_soft", "r_min_with_scale", "r_soft_with_scale", "delta_bound_with_scale"):
+        oracle = indicator_from_estimates(theta_star, se_star, q, n)
+        for name in ("ranking_score", "r_min", "r_soft", "r_min_with_scale", "r_soft_with_scale",
+                     "delta_estimate", "delta_bound_with_scale"):
             row[f"{name}_oracle"] = getattr(oracle, name)
         row.update({
             "indicator_seconds": fit_seconds + ind["seconds"], "indicator_model_fits": 1,
+            "indicator_averaged_seconds": ind["averaged_seconds"],
             "indicator_ci_seconds": ind["bootstrap_seconds"], "indicator_ci_model_fits": n_bootstrap_ci,
             "mc_lower_bound": mc.lower_bound, "mc_lower_bound_low": mc.lower_bound_low,
             "mc_lower_bound_high": mc.lower_bound_high, "mc_plug_in": mc.plug_in, "mc_plug_in_low": mc.plug_in_low,
@@ -156,14 +160,14 @@ def standard_error_comparison(law, n: int, *, ridge: float = 1e-3, n_bootstrap: 
     return pd.DataFrame(rows)
 
 
-def rank_agreement(table, indicators=("r_min_with_scale", "r_soft_with_scale"), truths=("mc_lower_bound",),
+def rank_agreement(table, indicators=("ranking_score", "r_min_with_scale"), truths=("mc_lower_bound",),
                    *, by: str = "sample_size", where: str | None = None):
     """Kendall's tau-b between each indicator (larger = more private) and each ground truth (larger = more
-    leakage), per value of ``by``: ``agreement = tau(indicator, -truth)``, so +1 means the indicator orders the
-    quantizers exactly as the ground truth, 0 no relation. ``where``: a boolean column restricting the rows
-    (e.g. "mc_applicable"). One row per (group, indicator, truth) with the p-value and the number of quantizers.
-    """
-    from scipy.stats import kendalltau
+    leakage), per value of ``by`` (``mislib.evaluation.agreement.ranking_agreement``): +1 means the indicator
+    orders the quantizers exactly as the ground truth, 0 no relation. ``where``: a boolean column restricting the
+    rows (e.g. "mc_applicable"). One row per (group, indicator, truth) with the p-value and the number of
+    quantizers."""
+    from mislib.evaluation.agreement import ranking_agreement
 
     rows = []
     for key, group in table.groupby(by):
@@ -172,11 +176,11 @@ def rank_agreement(table, indicators=("r_min_with_scale", "r_soft_with_scale"), 
         for indicator in indicators:
             for truth in truths:
                 sub = group[[indicator, truth]].dropna()
+                tau = p = math.nan
                 if len(sub) >= 3:
-                    result = kendalltau(sub[indicator], -sub[truth])
-                    tau, p = float(result.statistic), float(result.pvalue)
-                else:
-                    tau = p = math.nan
+                    result = ranking_agreement(sub[indicator].to_numpy(), sub[truth].to_numpy(),
+                                               reference_higher_is_private=False)
+                    tau, p = result.kendall_tau, result.kendall_p
                 rows.append({by: key, "indicator": indicator, "ground_truth": truth, "agreement": tau,
                              "p_value": p, "n_quantizers": len(sub)})
     return pd.DataFrame(rows)
@@ -186,3 +190,282 @@ def validation_study(law, n_values, quantizers: Mapping, **kwargs):
     """``logistic_validation`` at every sample size, one table (rows: quantizer x sample size)."""
 
     return pd.concat([logistic_validation(law, n, quantizers, **kwargs) for n in n_values], ignore_index=True)
+
+
+# ------------------------------------------------------------- the crossing bound against exact Delta_n (§3.4)
+
+BOUND_SAMPLE_SIZES = (2, 5, 20, 100, 1000, 10000)
+BOUND_WIDTHS_SE = (0.1, 0.3, 0.7, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)     # cell width in standard errors
+BOUND_POSITIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.45, 0.49, 0.499, 0.4999, 0.25)  # theta* - level, in cell widths
+
+
+def gaussian_bound_sweep(sample_sizes=BOUND_SAMPLE_SIZES, widths=BOUND_WIDTHS_SE, positions=BOUND_POSITIONS,
+                         sigma: float = 1.0):
+    """Exact ``Delta_n`` of the quantized Gaussian mean (``mislib.mis.exact_gaussian_mean``) against the bound
+    ``2 P(Q(theta_hat) != Q(theta*))`` from both thresholds (``mislib.crossing``), and the old nearer-threshold
+    version, at the true optimum and standard error: one row per (n, cell width in standard errors, position of
+    ``theta*`` in its cell: 0 at a level, 0.5 on a threshold). Columns in log space (``log_delta``,
+    ``log_bound``, ``log_bound_nearest``) and ``violation`` (exact above the bound by more than 1e-9 relative)."""
+    import numpy as np
+
+    from mislib.crossing import log_exit_probabilities
+    from mislib.mis import exact_gaussian_mean
+    from mislib.quantizers import FixedGrid
+
+    rows = []
+    for n in sample_sizes:
+        se = sigma / math.sqrt(n)
+        for width in widths:
+            step = width * se
+            for position in positions:
+                mu = position * step
+                exact = exact_gaussian_mean(n, mu, sigma, FixedGrid(step))
+                t = torch.tensor([mu], dtype=torch.float64)
+                s = torch.tensor([se], dtype=torch.float64)
+                low, high = FixedGrid(step).cell_bounds(t)
+                log_q = float(log_exit_probabilities(t, s, low, high)[0])
+                nearest = float(torch.special.log_ndtr(-FixedGrid(step).margins(t) / s)[0])
+                log_bound = min(0.0, math.log(2) + log_q)
+                rows.append({"sample_size": n, "width_se": width, "position": position, "coordinates": 1,
+                             "log_delta": exact.log_delta, "log_bound": log_bound,
+                             "log_bound_nearest": min(0.0, math.log(2) + nearest)})
+    table = pd.DataFrame(rows)
+    table["violation"] = table["log_delta"] > table["log_bound"] + 1e-9
+    table["violation_nearest"] = table["log_delta"] > table["log_bound_nearest"] + 1e-9
+    table["delta"], table["bound"] = np.exp(table["log_delta"]), np.exp(table["log_bound"])
+    return table
+
+
+def bernoulli_bound_sweep(sample_sizes=(5, 10, 20, 50, 100, 200, 500, 1000, 2000),
+                          probabilities=(0.02, 0.05, 0.1, 0.2, 0.3, 0.5), steps=(0.01, 0.03, 0.05, 0.1, 0.2, 0.4)):
+    """Exact ``Delta_n`` of the quantized Bernoulli mean against ``2 P(Q(K/n) != Q(p))`` computed from the exact
+    binomial law (a bound: zero violations) and from its Gaussian approximation (both thresholds, standard error
+    ``sqrt(p(1-p)/n)``): the skewed binomial crosses faster than the Gaussian tail says, and that version fails.
+    Grids ``FixedGrid(step)`` with ``p`` inside a cell (never on a threshold)."""
+    import numpy as np
+    from scipy import stats
+    from scipy.special import logsumexp
+
+    from mislib.mis import exact_bernoulli_mean
+    from mislib.quantizers import FixedGrid
+
+    rows = []
+    for n in sample_sizes:
+        for p in probabilities:
+            for step in steps:
+                grid = FixedGrid(step)
+                low, high = (float(v) for v in grid.cell_bounds(torch.tensor([p], dtype=torch.float64)))
+                if min(p - low, high - p) < 1e-9:
+                    continue
+                # the release changes iff Q(K/n) != Q(p): sum the binomial pmf over those k (log space)
+                k = torch.arange(n + 1, dtype=torch.float64)
+                changed = (grid(k / n) != grid(torch.tensor([p], dtype=torch.float64))).numpy()
+                log_pmf = stats.binom.logpmf(k.numpy(), n, p)
+                exit_exact = float(np.exp(logsumexp(log_pmf[changed]))) if changed.any() else 0.0
+                se = math.sqrt(p * (1 - p) / n)
+                exit_gauss = stats.norm.sf((p - low) / se) + stats.norm.sf((high - p) / se)
+                exact = exact_bernoulli_mean(n, p, grid)
+                rows.append({"sample_size": n, "p": p, "step": step, "log_delta": exact.log_delta,
+                             "bound_exact_binomial": min(1.0, 2 * exit_exact),
+                             "bound_gaussian_tail": min(1.0, 2 * exit_gauss)})
+    table = pd.DataFrame(rows)
+    delta = np.exp(table["log_delta"])
+    table["violation"] = delta > table["bound_exact_binomial"] * (1 + 1e-9)
+    table["violation_gaussian_tail"] = delta > table["bound_gaussian_tail"] * (1 + 1e-9)
+    return table
+
+
+def plot_bound_sweep(table, ax=None):
+    """Exact ``Delta_n`` against the bound (log axes, the diagonal: every point must lie on or below it), with
+    the old nearer-threshold version beside it."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    floor = -300.0
+    x = np.clip(table["log_bound"], floor, 0) / math.log(10)
+    y = np.clip(table["log_delta"], floor, 0) / math.log(10)
+    x_old = np.clip(table["log_bound_nearest"], floor, 0) / math.log(10)
+    ax.scatter(x_old, y, s=8, marker="x", color="tab:red", alpha=0.5, label="nearer threshold only (old)")
+    ax.scatter(x, y, s=8, color="tab:blue", label="both thresholds")
+    lim = float(min(x.min(), y.min()))
+    ax.plot([lim, 0], [lim, 0], color="k", lw=1, label="diagonal")
+    ax.set_xlabel("log10 bound 2 P(Q(theta_hat) != Q(theta*))")
+    ax.set_ylabel("log10 exact Delta_n")
+    ax.set_title(f"{len(table)} Gaussian cases: {int(table['violation'].sum())} violations "
+                 f"(old: {int(table['violation_nearest'].sum())})")
+    ax.legend(fontsize=8)
+    return ax
+
+
+# ------------------------------------------- ranking public grids of a 2-d Gaussian mean against exact Delta_n
+
+GAUSSIAN_RANKING = {
+    "mu": (0.137, -0.291), "sigma": (1.0, 1.5),
+    "grids": ((0.1, 0.0), (0.12, 0.03), (0.15, 0.0), (0.15, 0.06), (0.2, 0.0), (0.2, 0.09), (0.25, 0.0),
+              (0.25, 0.1)),                     # (step, offset) of FixedGrid, the same on both coordinates
+}
+RANKING_ESTIMATORS = ("oracle", "plug_in", "averaged", "r_min", "r_soft_legacy")
+
+
+def gaussian_ranking_truth(sample_sizes, config=GAUSSIAN_RANKING):
+    """Exact ``Delta_n`` of every grid of ``config`` at each sample size (``mislib.mis_product``): one row per
+    (sample size, grid)."""
+    from mislib.mis.multivariate import exact_gaussian_product_delta
+    from mislib.quantizers import FixedGrid
+
+    rows = [{"sample_size": n, "grid": f"step={step:g}, offset={offset:g}",
+             "delta": exact_gaussian_product_delta(n, config["mu"], config["sigma"], FixedGrid(step, offset))}
+            for n in sample_sizes for step, offset in config["grids"]]
+    return pd.DataFrame(rows)
+
+
+def gaussian_ranking_study(sample_sizes=(40, 160, 640, 2560), n_datasets: int = 100, *, seed: int = 0,
+                           config=GAUSSIAN_RANKING, n_nodes: int = 64, truth=None):
+    """How well each estimator orders the public grids of a 2-d Gaussian mean, over ``n_datasets`` independent
+    observed data sets per sample size: Kendall's tau-b between the estimator (higher = more private) and the
+    exact ``Delta_n`` (``mislib.evaluation.agreement.ranking_agreement``). Estimators: ``oracle`` (the ranking
+    score at ``theta*`` and the true standard errors), ``plug_in`` (``ranking_score`` at ``theta_hat`` and the
+    estimated standard errors), ``averaged`` (``ranking_score_averaged``), ``r_min`` and the legacy ``r_soft``.
+    One row per (sample size, data set, estimator) with ``kendall_tau``."""
+    import numpy as np
+
+    from mislib.evaluation.agreement import ranking_agreement
+    from mislib.indicator import indicator_from_estimates
+    from mislib.quantizers import FixedGrid
+
+    truth = gaussian_ranking_truth(sample_sizes, config) if truth is None else truth
+    grids = [FixedGrid(step, offset) for step, offset in config["grids"]]
+    mu = torch.tensor(config["mu"], dtype=torch.float64)
+    sigma = torch.tensor(config["sigma"], dtype=torch.float64)
+    rows = []
+    for n in sample_sizes:
+        delta = truth[truth["sample_size"] == n]["delta"].to_numpy()
+        log_delta = np.log(delta)
+        oracle = [indicator_from_estimates(mu, sigma / math.sqrt(n), q, n).ranking_score for q in grids]
+        g = torch.Generator().manual_seed(check_int("seed", seed, minimum=0) * 100003 + n)
+        for dataset in range(n_datasets):
+            sample = mu + sigma * torch.randn(n, 2, generator=g, dtype=torch.float64)
+            theta_hat, se = sample.mean(0), sample.std(0) / math.sqrt(n)
+            results = [indicator_from_estimates(theta_hat, se, q, n, average=True, n_nodes=n_nodes, seed=dataset)
+                       for q in grids]
+            scores = {"oracle": oracle, "plug_in": [r.ranking_score for r in results],
+                      "averaged": [r.ranking_score_averaged for r in results],
+                      "r_min": [r.r_min for r in results], "r_soft_legacy": [r.r_soft for r in results]}
+            for name, values in scores.items():
+                agreement = ranking_agreement(values, log_delta, reference_higher_is_private=False)
+                rows.append({"sample_size": n, "dataset": dataset, "estimator": name,
+                             "kendall_tau": agreement.kendall_tau})
+    return pd.DataFrame(rows)
+
+
+def ranking_summary(table):
+    """Mean and spread (standard deviation) of Kendall's tau over data sets, per sample size and estimator (a NaN
+    tau, an estimator constant over the grids, counts as 0: no ordering)."""
+    filled = table.assign(kendall_tau=table["kendall_tau"].fillna(0.0))
+    summary = filled.groupby(["sample_size", "estimator"])["kendall_tau"].agg(["mean", "std", "count"])
+    return summary.reset_index().rename(columns={"mean": "tau_mean", "std": "tau_sd", "count": "n_datasets"})
+
+
+def logistic_ranking_over_datasets(law, table, quantizers: Mapping, *, truth: str = "mc_rule_lower_bound",
+                                   labels=None, n_datasets: int = 50, ridge: float = 1e-3, seed: int = 0,
+                                   n_nodes: int = 32):
+    """Kendall's tau of the plug-in and the uncertainty-averaged ranking score against the Monte-Carlo truth of
+    ``table`` (a ``validation_study`` table: the truth depends on ``n`` only, not on the observed data set), over
+    ``n_datasets`` independent observed data sets per sample size, restricted to the quantizers ``labels`` (those
+    the truth measures). The oracle's tau (one value per ``n``) is repeated on every row."""
+    from mislib.evaluation.agreement import ranking_agreement
+    from mislib.evaluation.trainers import LogisticRegression, fit_logistic
+    from mislib.indicator import indicator_from_estimates, standard_errors
+
+    labels = list(quantizers) if labels is None else list(labels)
+    rows = []
+    for n, group in table.groupby("sample_size"):
+        group = group.set_index("quantizer").loc[labels]
+        reference = group[truth].to_numpy()
+        oracle = ranking_agreement(group["ranking_score_oracle"].to_numpy(), reference,
+                                   reference_higher_is_private=False).kendall_tau
+        for dataset in range(n_datasets):
+            X, y = law.sample(int(n), seed=seed + 7919 + 1000003 * (dataset + 1))
+            model = LogisticRegression.from_coefficients(fit_logistic(X, y, ridge, fit_intercept=False),
+                                                         fit_intercept=False)
+            theta = {k: v.detach() for k, v in model.named_parameters()}
+            se = standard_errors(model, X, y, "logistic", ridge=ridge)
+            results = [indicator_from_estimates(theta, se, quantizers[label], int(n), average=True,
+                                                n_nodes=n_nodes, seed=dataset) for label in labels]
+            for name, values in (("plug_in", [r.ranking_score for r in results]),
+                                 ("averaged", [r.ranking_score_averaged for r in results])):
+                tau = ranking_agreement(values, reference, reference_higher_is_private=False).kendall_tau
+                rows.append({"sample_size": int(n), "dataset": dataset, "estimator": name, "kendall_tau": tau})
+            rows.append({"sample_size": int(n), "dataset": dataset, "estimator": "oracle", "kendall_tau": oracle})
+    return pd.DataFrame(rows)
+
+
+def plot_ranking_summary(summary, ax=None, title=""):
+    """Mean Kendall tau (+- one standard deviation over data sets) against n, one line per estimator."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    estimators = list(dict.fromkeys(summary["estimator"]))
+    for k, name in enumerate(estimators):
+        rows = summary[summary["estimator"] == name].sort_values("sample_size")
+        shift = 1 + 0.04 * (k - (len(estimators) - 1) / 2)
+        ax.errorbar(rows["sample_size"] * shift, rows["tau_mean"], yerr=rows["tau_sd"], fmt="o-", ms=4,
+                    capsize=2, label=name)
+    ax.set_xscale("log")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("training-set size n")
+    ax.set_ylabel("Kendall tau vs truth (mean +- sd)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def score_intervals(theta, stderr, quantizers: Mapping, n: int, *, n_draws: int = 200, seed: int = 0,
+                    confidence: float = 0.9):
+    """For one observed model: each quantizer's plug-in and averaged ranking scores, an interval of the score
+    over ``theta* ~ N(theta, stderr^2)`` (the rank uncertainty), and P(more private than the next one in the
+    averaged order) (``mislib.crossing.probability_more_private``). One row per quantizer."""
+    import numpy as np
+
+    from mislib.crossing import log_expected_exits, probability_more_private, ranking_score_from, release_log_exits
+    from mislib.indicator import indicator_from_estimates
+
+    g = torch.Generator().manual_seed(seed)
+    draws = [theta + stderr * torch.randn(theta.shape, generator=g, dtype=theta.dtype) for _ in range(n_draws)]
+    rows = []
+    for label, q in quantizers.items():
+        res = indicator_from_estimates(theta, stderr, q, n, average=True)
+        scores = [ranking_score_from(log_expected_exits(*release_log_exits(q, t, stderr)), res.n_coordinates, n)
+                  for t in draws]
+        low, high = np.quantile(scores, [(1 - confidence) / 2, (1 + confidence) / 2])
+        rows.append({"quantizer": label, "plug_in": res.ranking_score, "averaged": res.ranking_score_averaged,
+                     "score_low": float(low), "score_high": float(high)})
+    out = pd.DataFrame(rows).sort_values("averaged", ascending=False).reset_index(drop=True)
+    labels = list(out["quantizer"])
+    out["p_more_private_than_next"] = [
+        probability_more_private(theta, stderr, quantizers[a], quantizers[b], n_draws=n_draws, seed=seed)
+        for a, b in zip(labels, labels[1:])] + [math.nan]
+    return out
+
+
+def plot_score_intervals(intervals, truth, ax=None, title=""):
+    """``score_intervals`` of one model against the exact ``Delta_n`` of each quantizer (``truth``: a mapping
+    label -> Delta_n): the averaged score with its interval over the weights' uncertainty, and the plug-in."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    x = np.log10([truth[label] for label in intervals["quantizer"]])
+    ax.errorbar(x, intervals["averaged"], yerr=[intervals["averaged"] - intervals["score_low"],
+                                               intervals["score_high"] - intervals["averaged"]],
+                fmt="o", capsize=2, label="averaged (interval over theta* ~ N(theta_hat, s^2))")
+    ax.plot(x, intervals["plug_in"], "x", color="tab:red", label="plug-in")
+    ax.set_xlabel("log10 exact Delta_n (less private to the right)")
+    ax.set_ylabel("ranking score")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return ax
