@@ -263,7 +263,7 @@ def test_singular_targets_are_retrained_then_recorded_as_failed(monkeypatch):
         seen.append(model.init_seed)
         raise ValueError("standard_errors: the Hessian of the objective is not positive definite")
 
-    monkeypatch.setattr(audit, "audit", singular)
+    monkeypatch.setattr(audit, "run_audit", singular)
     item = {**SMALL, "task": "freesolv", "embedder": "maccs", "seed": 2, "quantizers": [["identity", "identity", {}]]}
     rows = study.configuration_rows(item)
     assert seen == [2, 1002, 2002]
@@ -273,7 +273,7 @@ def test_singular_targets_are_retrained_then_recorded_as_failed(monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("X_pool has 3 features but X_test has 4")
 
-    monkeypatch.setattr(audit, "audit", broken)
+    monkeypatch.setattr(audit, "run_audit", broken)
     with pytest.raises(ValueError, match="X_test has 4"):
         study.configuration_rows(item)
 

@@ -10,33 +10,16 @@ from collections.abc import Mapping
 import pandas as pd
 import torch
 
-from mislib.evaluation.audit import COLUMNS, ModelSpec, Architecture, audit, build_quantizers, influence_shifts
+from mislib.evaluation.audit import COLUMNS, Architecture, ModelSpec, insertion_influence, run_audit
+from mislib.evaluation.quantizer_specs import QUANTIZER_SPECS, build_quantizers
 
 # ------------------------------------------------------------------------------- the synthetic ranking study
 
-# (label, quantizer name, parameters). A parameter "public:<b>" is replaced by the public b-bit scale: the
-# absmax step max|w| / (2**(b-1) - 1) of a reference model trained on public data (an independent sample of
-# the same law, the same size), so that "uniform 4-bit, public scale" and "stochastic rounding" share the grid
-# that "uniform 4-bit" would compute, but fixed in advance instead of learned from the private data.
-STUDY_QUANTIZERS = (
-    ("identity", "identity", {}),
-    ("uniform 8-bit", "uniform", {"bits": 8}),
-    ("uniform 4-bit", "uniform", {"bits": 4}),
-    ("uniform 3-bit", "uniform", {"bits": 3}),
-    ("uniform 2-bit", "uniform", {"bits": 2}),
-    ("uniform 4-bit, power-of-two scale", "uniform", {"bits": 4, "scale_format": "pow2"}),
-    ("uniform 4-bit, public scale", "uniform", {"bits": 4, "scale_format": "public", "scale": "public:4"}),
-    ("sign", "sign", {}),
-    ("ternary absmean", "ternary_absmean", {}),
-    ("ternary 33% sparse", "ternary_sparsity", {"sparsity": 0.33}),
-    ("ternary 50% sparse", "ternary_sparsity", {"sparsity": 0.5}),
-    ("ternary 90% sparse", "ternary_sparsity", {"sparsity": 0.9}),
-    ("pruning 33%", "magnitude_pruning", {"sparsity": 0.33}),
-    ("pruning 50%", "magnitude_pruning", {"sparsity": 0.5}),
-    ("pruning 90%", "magnitude_pruning", {"sparsity": 0.9}),
-    ("k-means 3-bit", "kmeans", {"bits": 3}),
-    ("stochastic rounding, public 4-bit grid", "stochastic_rounding", {"step": "public:4"}),
-)
+# The quantizers of the high-dimensional study: the whole catalogue (``quantizer_specs.QUANTIZER_SPECS``). Its
+# public grids ("public:<b>") use the absmax step of a reference model trained on public data (an independent
+# sample of the same law, the same size), so that "uniform 4-bit, public scale" and "stochastic rounding" share
+# the grid that "uniform 4-bit" would compute, but fixed in advance instead of learned from the private data.
+STUDY_QUANTIZERS = QUANTIZER_SPECS
 
 # The low-dimensional variant: a one-parameter logistic model, where the Monte-Carlo Bayes-optimal Delta_n is
 # feasible because every release below takes few values (a float scale or full-precision weights would give a
@@ -109,9 +92,9 @@ def synthetic_configuration(item: dict) -> pd.DataFrame:
     X_pool, y_pool = _draw(law, 2 * n, _sample_seed(seed, n, 1), centre)
     X_test, y_test = _draw(law, item["n_test"], _sample_seed(seed, n, 2), centre)
     quantizers = build_quantizers(item["quantizers"], public_absmax(item, item["model"], n))
-    table = audit(X_pool, y_pool, X_test, y_test, quantizers, model=_model_spec(item, item["model"]),
-                  n_shadow=item["n_shadow"], seed=seed, n_bootstrap=item["n_bootstrap"],
-                  indicator_bootstrap=item["indicator_bootstrap"], device=item.get("device"))
+    table = run_audit(X_pool, y_pool, X_test, y_test, quantizers, model=_model_spec(item, item["model"]),
+                      n_shadow=item["n_shadow"], seed=seed, n_bootstrap=item["n_bootstrap"],
+                      indicator_bootstrap=item["indicator_bootstrap"], device=item.get("device"))
     table.insert(0, "dataset", item["dataset"])
     return table
 
@@ -154,7 +137,7 @@ def montecarlo_configuration(item: dict) -> pd.DataFrame:
     with torch.no_grad():
         module.linear.weight.copy_(mean.reshape(1, -1))
     X_t, y_t = sims.targets
-    shifts = influence_shifts(module, X_big, y_big, X_t, y_t, "logistic", ridge=ridge) * (X_big.shape[0] / n)
+    shifts = insertion_influence(module, X_big, y_big, X_t, y_t, "logistic", ridge=ridge) * (X_big.shape[0] / n)
     whitebox = {"mean_out": mean.numpy(), "std": std.numpy(), "shifts": shifts.numpy()}
     quantizers = build_quantizers(item["quantizers"], public_absmax(item, "logistic", n))
     rows = []
@@ -189,7 +172,7 @@ def _warm_up():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for kind in ("logistic", "mlp"):
-            audit(X, y, X, y, {"identity": Q.get("identity")},
+            run_audit(X, y, X, y, {"identity": Q.get("identity")},
                   model=ModelSpec(kind=kind, hidden=2, n_iter=200, ridge=1e-2), n_shadow=4, n_bootstrap=0)
 
 
