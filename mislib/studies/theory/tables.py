@@ -1,7 +1,8 @@
 """The theory tables of notebooks 01-03: every regime of THEORY.md §2-§5 as exact ``log Delta_n`` against n.
 
-``theory_rates_table`` computes ``data/results/theory_rates.csv`` (shared by notebooks 01-03),
-``membership_game_table`` the simulated games of notebook 01.
+``theory_rates_table`` computes ``data/results/theory_rates.csv`` (shared by notebooks 01-03; ``load_rates``
+reads it through the cache, ``regime`` selects one regime), ``membership_game_table`` the simulated games of
+notebook 01, ``crossover_table`` the stochastic-rounding crossovers of notebook 02.
 """
 
 from __future__ import annotations
@@ -68,6 +69,34 @@ def _rows(regime, model, configuration, parameters, ns, log_deltas, *, rate_kind
     })
 
 
+def load_rates(preset: str) -> pd.DataFrame:
+    """The theory table for ``preset`` (``theory_rates_config``), read from the cache or computed once
+    (``mislib.infra.tables.cached_table``): the same table serves notebooks 01, 02 and 03."""
+    from mislib.infra.tables import cached_table
+
+    config = theory_rates_config(preset)
+    return cached_table("theory_rates", config, lambda: theory_rates_table(config))
+
+
+def regime(rates: pd.DataFrame, name: str, configuration: str | None = None) -> pd.DataFrame:
+    """Rows of the theory table for one regime (and configuration), sorted by sample size.
+
+    Raises
+    ------
+    ValueError
+        If no row matches (the message lists the regimes, or the configurations of the regime).
+    """
+    rows = rates[rates["regime"] == name]
+    if rows.empty:
+        raise ValueError(f"no regime {name!r} in the table; it has {sorted(rates['regime'].unique())}")
+    if configuration is not None:
+        known = sorted(rows["configuration"].unique())
+        rows = rows[rows["configuration"] == configuration]
+        if rows.empty:
+            raise ValueError(f"regime {name!r} has no configuration {configuration!r}; it has {known}")
+    return rows.sort_values("sample_size")
+
+
 def fit_rate(sample_size, log_delta, rate_kind: str, exponent=None) -> float:
     """The rate fitted on a sweep, in the units of ``rate_kind``:
 
@@ -118,7 +147,7 @@ def _add_fits(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(pieces, ignore_index=True)
 
 
-def _aligned_grid(mu: float, h0: float, alpha: float, fraction: float, n: int) -> FixedGrid:
+def aligned_grid(mu: float, h0: float, alpha: float, fraction: float, n: int) -> FixedGrid:
     """The size-adaptive grid at n shifted so that mu sits ``fraction h_n`` above a threshold."""
     step = SizeAdaptiveGrid(h0, alpha).step_at(n)
     return SizeAdaptiveGrid(h0, alpha, offset=mu - fraction * step - step / 2).at(n)
@@ -190,7 +219,7 @@ def theory_rates_table(config: dict) -> pd.DataFrame:
     # Size-adaptive grids: exponent n r_Q^n, theta* at 0.3 h_n above a threshold (aligned) ...
     for alpha, n_list in ((0.25, n_mod), (0.1, [n for n in n_mod if n <= 10 ** 8])):
         margins = np.array([0.3 * n ** -alpha for n in n_list])
-        log_d = [gauss(n, 0.0, _aligned_grid(0.0, 1.0, alpha, 0.3, n)) for n in n_list]
+        log_d = [gauss(n, 0.0, aligned_grid(0.0, 1.0, alpha, 0.3, n)) for n in n_list]
         refined = [refined_log_delta_gaussian(n, [m, m * 7 / 3], 1.0)
                    for n, m in zip(n_list, margins)]
         frames.append(_rows("size_adaptive_aligned", "gaussian", f"Gaussian, alpha={alpha}",
@@ -202,9 +231,9 @@ def theory_rates_table(config: dict) -> pd.DataFrame:
     var_rate = gaussian_rate(margins, math.sqrt(p * (1 - p)))
     frames.append(_rows("size_adaptive_aligned", "bernoulli", "Bernoulli p=0.3, alpha=0.25",
                         "p=0.3, h_n = 0.5 n^-0.25, p 0.3 h_n above a threshold", n_mod,
-                        [bern(n, p, _aligned_grid(p, 0.5, 0.25, 0.3, n)) for n in n_mod], rate_kind="moderate",
+                        [bern(n, p, aligned_grid(p, 0.5, 0.25, 0.3, n)) for n in n_mod], rate_kind="moderate",
                         predicted_rate=1.0, r_q=var_rate, variance_rate=var_rate,
-                        refined=[refined_log_delta_bernoulli(int(n), p, _aligned_grid(p, 0.5, 0.25, 0.3, n))
+                        refined=[refined_log_delta_bernoulli(int(n), p, aligned_grid(p, 0.5, 0.25, 0.3, n))
                                  for n in n_mod]))
     # ... and unaligned (a fixed offset: the margin jumps with n).
     grid = SizeAdaptiveGrid(1.0, 0.25)
@@ -259,6 +288,23 @@ def theory_rates_table(config: dict) -> pd.DataFrame:
     return _add_fits(pd.concat(frames, ignore_index=True))
 
 
+def exact_examples(sample_sizes=(10, 10_000)) -> pd.DataFrame:
+    """Notebook 01, §2: ``Delta_n = 1 - MIS_n``, its log and MIS_n of five releases of a mean, exactly, at each
+    of ``sample_sizes`` (the log stays finite where ``Delta_n`` itself underflows)."""
+    rows = []
+    for n in sample_sizes:
+        for label, value in [
+            ("Gaussian, no quantization", exact_gaussian_mean(n, 0.0, 1.0)),
+            ("Gaussian, grid step 1, margin 0.2 sigma", exact_gaussian_mean(n, 0.3, 1.0, FixedGrid(1.0))),
+            ("Gaussian, stochastic rounding step 1", exact_gaussian_mean(n, 0.3, 1.0, StochasticRounding(1.0))),
+            ("Bernoulli p=0.3, no quantization", exact_bernoulli_mean(n, 0.3)),
+            ("Bernoulli p=0.3, grid step 0.25", exact_bernoulli_mean(n, 0.3, FixedGrid(0.25))),
+        ]:
+            rows.append({"n": n, "release": label, "Delta_n": value.delta, "log Delta_n": value.log_delta,
+                         "MIS_n": value.mis})
+    return pd.DataFrame(rows)
+
+
 def game_configurations() -> list[dict]:
     """Releases checked by simulation in notebook 01 (each at every size of the sweep)."""
     return [
@@ -288,3 +334,13 @@ def membership_game_table(sample_sizes, n_games: int, seed: int = 0, confidence:
                          "z_score": result.z_score, "inside_interval": result.consistent})
             index += 1
     return pd.DataFrame(rows)
+
+
+def crossover_table(margins, sigma: float = 1.0, step: float = 1.0, n_max: int = 100_000) -> pd.DataFrame:
+    """For each margin (in units of sigma, grid step ``step``): the sample size above which rounding to nearest
+    leaks less than stochastic rounding (``mis.sr_deterministic_crossover``)."""
+    from mislib.mis import sr_deterministic_crossover
+
+    return pd.DataFrame({"margin": list(margins),
+                         "crossover_sample_size": [sr_deterministic_crossover(0.5 * step - m, sigma, step, n_max)
+                                                   for m in margins]})
