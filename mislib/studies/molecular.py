@@ -152,6 +152,35 @@ def configuration_rows(item: dict) -> pd.DataFrame:
     return table
 
 
+HEAD_HIDDEN = 4   # hidden units of the MLP head, the same at both presets (notebook 06, section 1)
+
+
+def preset_sizes(preset: str, seed: int = 0) -> dict:
+    """The sizes of the study at a preset (``smoke``: one seed, 100 molecules per task, 8 features; ``paper``:
+    three seeds from ``seed``, 800 molecules per task and the whole of FreeSolv, 32 features)."""
+    from mislib.infra.presets import preset_config
+
+    return preset_config(
+        preset,
+        smoke=dict(seeds=[seed], n_molecules={task: 100 for task in TASKS}, n_features=8, n_iter=200,
+                   n_shadow=4, n_bootstrap=20, indicator_bootstrap=0),
+        paper=dict(seeds=[seed, seed + 1, seed + 2],
+                   n_molecules={"b3db_classification": 800, "b3db_regression": 800, "freesolv": None,
+                                "solubility": 800},
+                   n_features=32, n_iter=500, n_shadow=16, n_bootstrap=200, indicator_bootstrap=20),
+    )
+
+
+def study_settings(sizes: dict, hidden: int = HEAD_HIDDEN) -> dict:
+    """The settings of ``run_study`` (every key of ``SETTING_KEYS``) from a preset's sizes (``preset_sizes``):
+    the fixed choices of the study (splits 0.2 / 0.2, clipping at 5 sd, ridge 0.03, learning rate 0.02) and
+    the sizes."""
+    return dict(n_molecules=sizes["n_molecules"], data_seed=0, reference_fraction=0.2, test_fraction=0.2,
+                n_features=sizes["n_features"], clip=5.0, hidden=hidden, ridge=0.03, n_iter=sizes["n_iter"], lr=0.02,
+                n_shadow=sizes["n_shadow"], n_bootstrap=sizes["n_bootstrap"],
+                indicator_bootstrap=sizes["indicator_bootstrap"])
+
+
 def study_items(tasks: Sequence[str] = TASKS, embedders: Sequence[str] = EMBEDDERS,
                 seeds: Sequence[int] = (0, 1, 2)) -> list[dict]:
     """The grid: one item per (task, embedder, seed)."""
