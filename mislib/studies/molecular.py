@@ -46,7 +46,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from mislib.evaluation.agreement import indicator_agreement
+from mislib.evaluation import agreement
 from mislib.evaluation.quantizer_specs import build_quantizers, select_specs
 from mislib.infra.checks import check_choice, check_float, check_int
 from mislib.studies.molecular_data import (CONTINUOUS_EMBEDDERS, EMBEDDERS, TASKS,  # noqa: F401  (re-exported)
@@ -382,6 +382,15 @@ def conclusions(table: pd.DataFrame, *, tolerance: float = 0.02) -> dict:
         "n_seeds": int(wide["seed"].nunique()),
         "tolerance": tolerance,
     }
+    out.update(_costs_by_kind(wide, best_lira))
+    out.update(_agreement_low_bits_and_recommendation(table, ranking, tolerance))
+    return out
+
+
+def _costs_by_kind(wide: pd.DataFrame, best_lira: str) -> dict:
+    """Per task kind: what the most private quantizer costs, the identity release's LiRA AUC and performance,
+    and the privacy gained; the accuracy change for classification (``conclusions``)."""
+    out = {}
     for kind in ("classification", "regression"):
         part = wide[wide["task_kind"] == kind]
         if part.empty:
@@ -395,12 +404,19 @@ def conclusions(table: pd.DataFrame, *, tolerance: float = 0.02) -> dict:
         part = wide[wide["task_kind"] == "classification"].set_index(["task", "embedder", "seed", "quantizer"])
         accuracy = part["accuracy"].unstack("quantizer")
         out["accuracy_change"] = float((accuracy[best_lira] - accuracy[REFERENCE_QUANTIZER]).mean())
+    return out
+
+
+def _agreement_low_bits_and_recommendation(table: pd.DataFrame, ranking: pd.DataFrame, tolerance: float) -> dict:
+    """The indicators' agreement with LiRA, the low-bit quantizers' ranges and the recommendation
+    (``conclusions``)."""
+    out = {}
     changes = [c for c in ("performance_change_classification", "performance_change_regression")
                if c in ranking.columns and ranking[c].notna().any()]
-    agreement = indicator_agreement(table, reference=LIRA, by=CONFIGURATION).set_index("indicator")
-    for name in agreement.index:
-        out[f"{name}_concordant_fraction"] = float(agreement.loc[name, "concordant_fraction"])
-        out[f"{name}_separated_pairs"] = int(agreement.loc[name, "n_separated"])
+    against_lira = agreement.indicator_agreement(table, reference=LIRA, by=CONFIGURATION).set_index("indicator")
+    for name in against_lira.index:
+        out[f"{name}_concordant_fraction"] = float(against_lira.loc[name, "concordant_fraction"])
+        out[f"{name}_separated_pairs"] = int(against_lira.loc[name, "n_separated"])
     bits = quantizer_overview(table).set_index("quantizer")["bits_per_weight"]
     low = ranking[ranking["quantizer"].map(bits) <= LOW_BITS]
     out["low_bit_quantizers"] = low["quantizer"].tolist()
@@ -418,6 +434,15 @@ def conclusions(table: pd.DataFrame, *, tolerance: float = 0.02) -> dict:
         for c in changes:
             out[f"recommended_{c}"] = float(pick[c])
     return out
+
+
+def indicator_agreement(table: pd.DataFrame, indicators: Sequence[str] = ("r_soft", "r_min")) -> pd.DataFrame:
+    """Deprecated: ``mislib.evaluation.agreement.indicator_agreement(table, indicators, reference=LIRA,
+    by=CONFIGURATION)``; removed in mislib 0.3."""
+    warnings.warn("mislib.studies.molecular.indicator_agreement is deprecated; use "
+                  "mislib.evaluation.agreement.indicator_agreement(table, reference=LIRA, by=CONFIGURATION)",
+                  DeprecationWarning, stacklevel=2)
+    return agreement.indicator_agreement(check_table(table), indicators, reference=LIRA, by=CONFIGURATION)
 
 
 def conclusions_text(found: dict) -> str:

@@ -147,21 +147,25 @@ def montecarlo_configuration(item: dict) -> pd.DataFrame:
         res = montecarlo.montecarlo_delta(sims, q, label=label, seed=seed, whitebox=whitebox)
         base = {"dataset": item["dataset"], "model": "logistic", "quantizer": label, "sample_size": n,
                 "seed": seed, "method": "monte_carlo"}
-        best = max((res.lower_bound, res.lower_bound_low, res.lower_bound_high),
-                   (res.rule_lower_bound, res.rule_lower_bound_low, res.rule_lower_bound_high),
-                   key=lambda t: -math.inf if math.isnan(t[0]) else t[0])
-        for measurement, value, low, high in (
+        rows.extend(_montecarlo_rows(res, base))
+    return pd.DataFrame(rows)
+
+
+def _montecarlo_rows(res, base: dict) -> list[dict]:
+    """The tidy rows of one quantizer's Monte-Carlo estimate (``montecarlo_configuration``)."""
+    best = max((res.lower_bound, res.lower_bound_low, res.lower_bound_high),
+               (res.rule_lower_bound, res.rule_lower_bound_low, res.rule_lower_bound_high),
+               key=lambda t: -math.inf if math.isnan(t[0]) else t[0])
+    return [{**base, "measurement": measurement, "value": float(value), "value_low": float(low),
+             "value_high": float(high)}
+            for measurement, value, low, high in (
                 ("delta_lower_bound", res.lower_bound, res.lower_bound_low, res.lower_bound_high),
-                ("delta_rule_lower_bound", res.rule_lower_bound, res.rule_lower_bound_low,
-                 res.rule_lower_bound_high),
+                ("delta_rule_lower_bound", res.rule_lower_bound, res.rule_lower_bound_low, res.rule_lower_bound_high),
                 ("delta_best_lower_bound", *best),
                 ("delta_plug_in", res.plug_in, res.plug_in_low, res.plug_in_high),
                 ("distinct_fraction", res.distinct_fraction, math.nan, math.nan),
                 ("model_fits", res.model_fits, math.nan, math.nan),
-                ("seconds", res.seconds, math.nan, math.nan)):
-            rows.append({**base, "measurement": measurement, "value": float(value), "value_low": float(low),
-                         "value_high": float(high)})
-    return pd.DataFrame(rows)
+                ("seconds", res.seconds, math.nan, math.nan))]
 
 
 def _warm_up():

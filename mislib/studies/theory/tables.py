@@ -153,21 +153,23 @@ def aligned_grid(mu: float, h0: float, alpha: float, fraction: float, n: int) ->
     return SizeAdaptiveGrid(h0, alpha, offset=mu - fraction * step - step / 2).at(n)
 
 
-def theory_rates_table(config: dict) -> pd.DataFrame:
-    """Every regime of THEORY.md §2, computed exactly (or bracketed, for several coordinates and learned
-    scales), one row per configuration and sample size. ``config`` from ``theory_rates_config``."""
-    n_power, n_exp = config["n_power"], config["n_exponential"]
-    n_mod, n_unal = config["n_moderate"], config["n_unaligned"]
-    frames = []
-    gauss = lambda n, mu, q, sigma=1.0: exact_gaussian_mean(int(n), mu, sigma, q).log_delta  # noqa: E731
-    bern = lambda n, p, q: exact_bernoulli_mean(int(n), p, q).log_delta  # noqa: E731
+def _gauss(n, mu, q, sigma=1.0) -> float:
+    return exact_gaussian_mean(int(n), mu, sigma, q).log_delta
 
+
+def _bern(n, p, q) -> float:
+    return exact_bernoulli_mean(int(n), p, q).log_delta
+
+
+def _unquantized_frames(n_power) -> list:
+    """No quantization: Theta(n^-1/2), and Theta(sqrt(d / n)) in dimension d."""
+    frames = []
     # No quantization: Theta(n^-1/2).
     frames.append(_rows("unquantized", "gaussian", "Gaussian mean", "any mu, sigma", n_power,
-                        [gauss(n, 0.0, None) for n in n_power], rate_kind="power", predicted_rate=0.5,
+                        [_gauss(n, 0.0, None) for n in n_power], rate_kind="power", predicted_rate=0.5,
                         refined=np.log(unquantized_delta_asymptotic(n_power))))
     frames.append(_rows("unquantized", "bernoulli", "Bernoulli mean p=0.3", "p=0.3", n_power,
-                        [bern(n, 0.3, None) for n in n_power], rate_kind="power", predicted_rate=0.5,
+                        [_bern(n, 0.3, None) for n in n_power], rate_kind="power", predicted_rate=0.5,
                         refined=np.log(unquantized_delta_asymptotic(n_power, "bernoulli", 0.3))))
 
     for d in (1, 8, 64):  # the unquantized mean of d-dim vectors: Theta(sqrt(d / n))
@@ -176,14 +178,19 @@ def theory_rates_table(config: dict) -> pd.DataFrame:
                             n_power, [exact_gaussian_vector_mean(int(n), d).log_delta for n in n_power],
                             rate_kind="power", predicted_rate=0.5,
                             refined=np.log(constant / np.sqrt(np.asarray(n_power, float)))))
+    return frames
 
+
+def _fixed_grid_frames(n_exp) -> list:
+    """A fixed grid with theta* inside a cell: exponential, with the large-deviation rate."""
+    frames = []
     # Fixed grid, theta* inside a cell: exponential with the large-deviation rate.
     for mu in (0.3, 0.15):
         margins = grid_margins_around(mu, FixedGrid(1.0))
         rate = gaussian_rate(min(margins), 1.0)
         frames.append(_rows("fixed_grid", "gaussian", f"Gaussian, margin {min(margins):.2g} sigma",
                             f"mu={mu}, sigma=1, grid step 1 (margins {margins[0]:.2g}, {margins[1]:.2g})", n_exp,
-                            [gauss(n, mu, FixedGrid(1.0)) for n in n_exp], rate_kind="exponential",
+                            [_gauss(n, mu, FixedGrid(1.0)) for n in n_exp], rate_kind="exponential",
                             predicted_rate=rate, r_q=rate, variance_rate=rate,
                             refined=refined_log_delta_gaussian(np.asarray(n_exp), margins, 1.0)))
     for p, grid in ((0.1, FixedGrid(0.5)), (0.3, FixedGrid(0.4, 0.3))):
@@ -195,31 +202,41 @@ def theory_rates_table(config: dict) -> pd.DataFrame:
         frames.append(_rows("fixed_grid", "bernoulli", f"Bernoulli p={p}",
                             f"p={p}, grid step {grid.step:g} offset {grid.offset:g} (thresholds "
                             f"{', '.join(f'{t:g}' for t in thresholds)})", n_exp,
-                            [bern(n, p, grid) for n in n_exp], rate_kind="exponential", predicted_rate=kl,
+                            [_bern(n, p, grid) for n in n_exp], rate_kind="exponential", predicted_rate=kl,
                             r_q=kl, variance_rate=var_rate, refined=refined))
+    return frames
 
+
+def _threshold_and_rounding_frames(n_power) -> list:
+    """theta* on a threshold (back to n^-1/2) and stochastic rounding (Theta(1/n))."""
+    frames = []
     # theta* on a threshold: back to n^-1/2.
     frames.append(_rows("on_threshold", "gaussian", "Gaussian, mu on a threshold", "mu=0.5, sigma=1, grid step 1",
-                        n_power, [gauss(n, 0.5, FixedGrid(1.0)) for n in n_power], rate_kind="power",
+                        n_power, [_gauss(n, 0.5, FixedGrid(1.0)) for n in n_power], rate_kind="power",
                         predicted_rate=0.5, refined=np.log(unquantized_delta_asymptotic(n_power))))
     frames.append(_rows("on_threshold", "bernoulli", "Bernoulli p=0.5 on a threshold", "p=0.5, grid step 1",
-                        n_power, [bern(n, 0.5, FixedGrid(1.0)) for n in n_power], rate_kind="power",
+                        n_power, [_bern(n, 0.5, FixedGrid(1.0)) for n in n_power], rate_kind="power",
                         predicted_rate=0.5, refined=np.log(unquantized_delta_asymptotic(n_power, "bernoulli", 0.5))))
 
     # Stochastic rounding: Theta(1/n).
     frames.append(_rows("stochastic_rounding", "gaussian", "Gaussian, stochastic rounding", "mu=0.3, sigma=1, step 1",
-                        n_power, [gauss(n, 0.3, StochasticRounding(1.0)) for n in n_power], rate_kind="power",
+                        n_power, [_gauss(n, 0.3, StochasticRounding(1.0)) for n in n_power], rate_kind="power",
                         predicted_rate=1.0,
                         refined=np.log(stochastic_rounding_delta_asymptotic(n_power, 1.0, math.sqrt(2 / math.pi)))))
     frames.append(_rows("stochastic_rounding", "bernoulli", "Bernoulli p=0.1, stochastic rounding",
-                        "p=0.1, step 0.5", n_power, [bern(n, 0.1, StochasticRounding(0.5)) for n in n_power],
+                        "p=0.1, step 0.5", n_power, [_bern(n, 0.1, StochasticRounding(0.5)) for n in n_power],
                         rate_kind="power", predicted_rate=1.0,
                         refined=np.log(stochastic_rounding_delta_asymptotic(n_power, 0.5, 2 * 0.1 * 0.9))))
+    return frames
 
+
+def _size_adaptive_frames(n_mod, n_unal) -> list:
+    """Size-adaptive grids: exponent n r_Q^n, aligned and unaligned."""
+    frames = []
     # Size-adaptive grids: exponent n r_Q^n, theta* at 0.3 h_n above a threshold (aligned) ...
     for alpha, n_list in ((0.25, n_mod), (0.1, [n for n in n_mod if n <= 10 ** 8])):
         margins = np.array([0.3 * n ** -alpha for n in n_list])
-        log_d = [gauss(n, 0.0, aligned_grid(0.0, 1.0, alpha, 0.3, n)) for n in n_list]
+        log_d = [_gauss(n, 0.0, aligned_grid(0.0, 1.0, alpha, 0.3, n)) for n in n_list]
         refined = [refined_log_delta_gaussian(n, [m, m * 7 / 3], 1.0)
                    for n, m in zip(n_list, margins)]
         frames.append(_rows("size_adaptive_aligned", "gaussian", f"Gaussian, alpha={alpha}",
@@ -231,7 +248,7 @@ def theory_rates_table(config: dict) -> pd.DataFrame:
     var_rate = gaussian_rate(margins, math.sqrt(p * (1 - p)))
     frames.append(_rows("size_adaptive_aligned", "bernoulli", "Bernoulli p=0.3, alpha=0.25",
                         "p=0.3, h_n = 0.5 n^-0.25, p 0.3 h_n above a threshold", n_mod,
-                        [bern(n, p, aligned_grid(p, 0.5, 0.25, 0.3, n)) for n in n_mod], rate_kind="moderate",
+                        [_bern(n, p, aligned_grid(p, 0.5, 0.25, 0.3, n)) for n in n_mod], rate_kind="moderate",
                         predicted_rate=1.0, r_q=var_rate, variance_rate=var_rate,
                         refined=[refined_log_delta_bernoulli(int(n), p, aligned_grid(p, 0.5, 0.25, 0.3, n))
                                  for n in n_mod]))
@@ -240,11 +257,16 @@ def theory_rates_table(config: dict) -> pd.DataFrame:
     margins = np.array([min(grid_margins_around(0.3, grid.at(int(n)))) for n in n_unal])
     frames.append(_rows("size_adaptive_unaligned", "gaussian", "Gaussian, alpha=0.25, fixed offset",
                         "mu=0.3, sigma=1, h_n = n^-0.25, offset 0", n_unal,
-                        [gauss(n, 0.3, grid) for n in n_unal], rate_kind="moderate", predicted_rate=1.0,
+                        [_gauss(n, 0.3, grid) for n in n_unal], rate_kind="moderate", predicted_rate=1.0,
                         r_q=gaussian_rate(margins, 1.0), variance_rate=gaussian_rate(margins, 1.0),
                         refined=[refined_log_delta_gaussian(n, grid_margins_around(0.3, grid.at(int(n))), 1.0)
                                  for n in n_unal]))
+    return frames
 
+
+def _multidim_frames(n_exp) -> list:
+    """Several coordinates: the nearest face in standard units wins."""
+    frames = []
     # Several coordinates: the nearest face in standard units wins.
     ex = MULTIDIM_EXAMPLE
     mus = [-ex["step"] / 2 + m for m in ex["margins"]]
@@ -258,7 +280,12 @@ def theory_rates_table(config: dict) -> pd.DataFrame:
                         [b.log_delta for b in bounds], rate_kind="exponential", predicted_rate=min(rates),
                         r_q=min(rates), variance_rate=min(rates), refined=refined,
                         lower=[b.log_lower for b in bounds], upper=[b.log_upper for b in bounds]))
+    return frames
 
+
+def _learned_scale_frames(n_power, n_exp) -> list:
+    """Learned scales: a float scale leaks at n^-1/2; stored on a fixed grid, exponential again."""
+    frames = []
     # Learned scales: a float scale leaks at n^-1/2; stored on a fixed grid, exponential again.
     ex = SCALE_EXAMPLE
     text = f"means {ex['mus']}, sigma={ex['sigma']}, {ex['bits']}-bit absmax weights"
@@ -285,6 +312,17 @@ def theory_rates_table(config: dict) -> pd.DataFrame:
                         text + f", public scale {scale_star:g}", n_exp, [b.log_delta for b in public_bounds],
                         rate_kind="exponential", predicted_rate=rate, r_q=rate, variance_rate=rate,
                         lower=[b.log_lower for b in public_bounds], upper=[b.log_upper for b in public_bounds]))
+    return frames
+
+
+def theory_rates_table(config: dict) -> pd.DataFrame:
+    """Every regime of THEORY.md §2, computed exactly (or bracketed, for several coordinates and learned
+    scales), one row per configuration and sample size. ``config`` from ``theory_rates_config``."""
+    n_power, n_exp = config["n_power"], config["n_exponential"]
+    n_mod, n_unal = config["n_moderate"], config["n_unaligned"]
+    frames = (_unquantized_frames(n_power) + _fixed_grid_frames(n_exp) + _threshold_and_rounding_frames(n_power)
+              + _size_adaptive_frames(n_mod, n_unal) + _multidim_frames(n_exp)
+              + _learned_scale_frames(n_power, n_exp))
     return _add_fits(pd.concat(frames, ignore_index=True))
 
 
