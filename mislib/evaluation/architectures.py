@@ -33,7 +33,8 @@ class ModelSpec:
     fit_intercept: bool = True
 
     # why fit_intercept: a model without intercept has one parameter tensor, so a per-tensor release is the
-    # same thing as quantizing the whole vector (what mislib.evaluation.montecarlo does): the low-dimensional study needs it
+    # same thing as quantizing the whole vector (what mislib.evaluation.montecarlo does): the low-dimensional
+    # study needs it
 
     def __post_init__(self):
         check_choice("model", self.kind, MODELS)
@@ -165,8 +166,8 @@ def _mlp_from_flat(theta, like):
 
 def polish_mlp(params: dict, X, y, weights, *, task: str = "classification", ridge: float = 1e-3,
                max_iter: int = 40, tol: float = 1e-9) -> dict:
-    """Newton-polish a batch of one-output tanh MLPs (``mislib.evaluation.trainers.fit_mlp_head``'s dict, ``weights`` [B, N])
-    to a minimum of the training objective, so that the indicator's sandwich sees a positive-definite Hessian.
+    """Newton-polish a batch of one-output tanh MLPs (``mislib.evaluation.trainers.fit_mlp_head``'s dict,
+    ``weights`` [B, N]) to a minimum of the training objective, so that the indicator's sandwich sees a positive-definite Hessian.
 
     Why: full-batch Adam stops near, not at, a minimum (in our runs gradients of 1e-3 to 1e-2, negative Hessian
     eigenvalues, and outputs that move by as much as they vary between shadow models when polished), while the

@@ -72,8 +72,9 @@ def insertion_influence(module, X_train, y_train, X_targets, y_targets, loss, *,
                         chunk_size: int = 2 ** 22) -> torch.Tensor:
     """``-(1/n) H^-1 grad loss(z_j)`` for each target ``z_j`` (rows ``[m, P]``, named-parameter order).
 
-    The first-order change of the minimiser of ``mislib.evaluation.trainers``' objective on ``(X_train, y_train)`` (``n``
-    examples; ridge included in ``H``) when ``z_j`` is added: ``theta(+j) - theta ~ -(1/(n+1)) H^-1 g_j``.
+    The first-order change of the minimiser of ``mislib.evaluation.trainers``' objective on
+    ``(X_train, y_train)`` (``n`` examples; ridge included in ``H``) when ``z_j`` is added:
+    ``theta(+j) - theta ~ -(1/(n+1)) H^-1 g_j``.
     Per-sample gradients and the Hessian by torch.func (``mislib.indicator``'s objective, so the same loss and
     penalty). The Hessian is exact up to ``indicator.EXACT_MAX_PARAMETERS`` parameters, else solves are done
     by conjugate gradients on Hessian-vector products. A Hessian that is not positive definite (a non-convex
@@ -297,7 +298,8 @@ def _setup(X_pool, y_pool, X_test, y_test, quantizers, *, model, task, n_shadow,
 
 
 def _train(s: _Setup):
-    """Phase 1, one batched fit: the target (row 0) and the shadows. Returns (params, shadow masks, seconds)."""
+    """Phase 1 (module notes), one batched fit: the target (row 0) and the shadows. Returns (params, shadow
+    masks, seconds)."""
     N = s.X_pool.shape[0]
     masks = shadow_masks(N, s.n_shadow, s.seed) if s.attacks_on else np.zeros((0, N), dtype=bool)
     weights = torch.as_tensor(np.vstack([s.target_mask[None], masks]), dtype=torch.float64, device=s.X_pool.device)
@@ -312,7 +314,8 @@ def _members(s: _Setup):
 
 
 def _indicator(s: _Setup, target_module):
-    """Phase 2, the indicator from the target alone: (per-quantizer table, seconds, bootstrap intervals...)."""
+    """Phase 4 (module notes), the indicator from the target alone: (per-quantizer table, seconds, and the
+    bootstrap intervals, their seconds, model fits and replicates used)."""
     from mislib import indicator
 
     X_members, y_members = _members(s)
@@ -338,7 +341,8 @@ class _WhiteBox:
 
 
 def _whitebox_setup(s: _Setup, params: dict, target_module) -> _WhiteBox:
-    """Phase 3: shadow mean and spread of the weights, sandwich standard errors, and each example's shift."""
+    """Phase 3 (attacks), shared by every quantizer: shadow mean and spread of the weights, sandwich standard
+    errors, and each example's shift."""
     from mislib import indicator
 
     start = time.perf_counter()
@@ -357,7 +361,7 @@ def _whitebox_setup(s: _Setup, params: dict, target_module) -> _WhiteBox:
 
 
 def _utility_rows(rows: _Rows, s: _Setup, label: str, q: Quantizer, params: dict, released: dict):
-    """Phase 5 (per quantizer): test performance of the quantized target, and what the quantizer is."""
+    """Phase 5 (utility), per quantizer: test performance of the quantized target, and what the quantizer is."""
     test_out = s.arch.outputs({k: v[:1] for k, v in released.items()}, s.X_test)[0]
     for name, value in _performance(s.arch, test_out, s.y_test).items():
         rows.add(label, "test", name, value)
@@ -370,7 +374,7 @@ def _utility_rows(rows: _Rows, s: _Setup, label: str, q: Quantizer, params: dict
 
 
 def _indicator_rows(rows: _Rows, label: str, found: pd.DataFrame, intervals: dict, used: int):
-    """Phase 4 (per quantizer): the indicator's measurements with their bootstrap intervals, and its cost."""
+    """Phase 4 (indicator), per quantizer: its measurements with their bootstrap intervals, and its cost."""
     row = found.loc[label]
     for name in INDICATOR_MEASUREMENTS:
         low, high = intervals.get(label, {}).get(name, (math.nan, math.nan))
@@ -381,7 +385,7 @@ def _indicator_rows(rows: _Rows, label: str, found: pd.DataFrame, intervals: dic
 
 
 def _attack_scores(s: _Setup, q: Quantizer, params: dict, outputs, shadow_in, whitebox: _WhiteBox) -> dict:
-    """Phase 3 (per quantizer): every attack's membership scores on the evaluated examples."""
+    """Phase 3 (attacks), per quantizer: every attack's membership scores on the evaluated examples."""
     stats, losses = _statistics(s.arch, outputs, s.y_pool)
     stats = stats[:, s.evaluated]
     target_stats, shadow_stats = stats[0], stats[1:]
@@ -407,7 +411,7 @@ def _attack_scores(s: _Setup, q: Quantizer, params: dict, outputs, shadow_in, wh
 
 
 def _attack_rows(rows: _Rows, s: _Setup, label: str, scores: dict):
-    """Phase 3 (per quantizer): each attack's metrics with intervals, and the best attack per metric."""
+    """Phase 3 (attacks), per quantizer: each attack's metrics with intervals, and the best attack per metric."""
     best: dict[str, tuple] = {}
     for name, score in scores.items():
         metrics = attacks.attack_metrics(score, s.labels, n_bootstrap=s.n_bootstrap, seed=s.seed)
@@ -477,6 +481,7 @@ def run_audit(X_pool, y_pool, X_test, y_test, quantizers: Mapping[str, Quantizer
     shadow_in = masks[:, s.evaluated]
     shadow_total = metrics_total = 0.0
     for label, q in s.items:
+        # Phase 2, release: every model of the batch quantized tensor by tensor
         generator = torch.Generator(device=s.X_pool.device).manual_seed(_seed_for(s.seed, label))
         start = time.perf_counter()
         released = release(q, params, generator)
@@ -495,7 +500,7 @@ def run_audit(X_pool, y_pool, X_test, y_test, quantizers: Mapping[str, Quantizer
         rows.add(label, "cost", "shadow_model_fits", 1 + s.n_shadow)
         shadow_total += release_seconds + attack_seconds
         metrics_total += time.perf_counter() - start - attack_seconds
-    # Phase 6, cost: totals for the whole configuration (every quantizer), shared work counted once.
+    # Phase 5, cost: totals for the whole configuration (every quantizer), shared work counted once.
     rows.add("(all)", "cost", "training_seconds", fit_seconds)
     rows.add("(all)", "cost", "indicator_total_seconds", indicator_total)
     rows.add("(all)", "cost", "indicator_interval_seconds", boot_seconds)

@@ -1,8 +1,9 @@
 """The molecular study (THEORY.md §6, issue 6): privacy against performance of quantized MLP heads.
 
-For every task (``mislib.molecules.datasets``), embedder (``mislib.molecules.embedders``) and seed, ``configuration_rows``
-runs one audit (``mislib.evaluation.audit.run_audit``) of an MLP head on frozen embeddings and returns its tidy rows. The steps
-that are specific to molecules live here; everything else (training target and shadows in one batched call,
+For every task (``mislib.molecules.datasets``), embedder (``mislib.molecules.embedders``) and seed,
+``configuration_rows`` runs one audit (``mislib.evaluation.audit.run_audit``) of an MLP head on frozen embeddings
+and returns its tidy rows. The steps that are specific to molecules live here (the molecules' side, steps 1-4,
+in ``mislib.studies.molecular_data``); everything else (training target and shadows in one batched call,
 release, indicator, attacks, test metrics) is ``mislib.evaluation.audit``.
 
 1. **Molecules.** ``molecules.load(task, n_molecules, seed=data_seed)``: one fixed subsample per task, the same

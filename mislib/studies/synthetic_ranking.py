@@ -415,7 +415,8 @@ def cost_conclusions(table: pd.DataFrame, high: str, dim: int):
     summary = costs.groupby(["dataset", "model"]).agg(
         indicator_s=("indicator_total_seconds", "median"),
         indicator_intervals_s=("indicator_interval_seconds", "median"),
-        shadow_audit_s=("shadow_audit_total_seconds", "median"), attack_intervals_s=("attack_interval_seconds", "median"),
+        shadow_audit_s=("shadow_audit_total_seconds", "median"),
+        attack_intervals_s=("attack_interval_seconds", "median"),
         ratio_min=("shadow_over_indicator", "min"), ratio_median=("shadow_over_indicator", "median"),
         indicator_fits=("indicator_model_fits", "max"), interval_fits=("indicator_interval_model_fits", "max"),
         shadow_fits=("shadow_model_fits", "max"))

@@ -25,7 +25,8 @@ from mislib.studies.theory.conclusions import (Conclusions, convergence_table, f
 from mislib.studies.theory.explorer import explore_mis, plot_mis_explorer
 
 __all__ = [
-    "MULTIDIM_EXAMPLE", "SCALE_EXAMPLE", "aligned_grid", "crossover_table", "exact_examples", "fit_rate", "game_configurations", "load_rates",
+    "MULTIDIM_EXAMPLE", "SCALE_EXAMPLE", "aligned_grid", "crossover_table", "exact_examples", "fit_rate",
+    "game_configurations", "load_rates",
     "membership_game_table", "regime", "theory_rates_config", "theory_rates_table",
     "crossing_bound_log", "plot_bernoulli_rate", "plot_fixed_grid_gaussian", "plot_learned_scale",
     "plot_membership_game", "plot_multidim", "plot_on_threshold", "plot_size_adaptive_aligned",
