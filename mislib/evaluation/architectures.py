@@ -18,8 +18,8 @@ TASKS = ("classification", "regression")
 class ModelSpec:
     """What is trained: ``kind`` logistic / linear / mlp, for a classification or regression ``task``.
 
-    ``ridge`` is the penalty of ``mislib.evaluation.trainers`` (weighted mean loss + ridge/2 ||weights||^2, biases free);
-    ``hidden``, ``activation``, ``n_iter``, ``lr`` and ``init_seed`` only matter for the MLP (full-batch Adam,
+    ``ridge`` is the penalty of ``mislib.evaluation.trainers`` (weighted mean loss + ridge/2 ||weights||^2, biases
+    free); ``hidden``, ``activation``, ``n_iter``, ``lr`` and ``init_seed`` only matter for the MLP (full-batch Adam,
     one initialisation shared by every model, so training is a deterministic function of the data)."""
 
     kind: str = "logistic"
@@ -167,7 +167,8 @@ def _mlp_from_flat(theta, like):
 def polish_mlp(params: dict, X, y, weights, *, task: str = "classification", ridge: float = 1e-3,
                max_iter: int = 40, tol: float = 1e-9) -> dict:
     """Newton-polish a batch of one-output tanh MLPs (``mislib.evaluation.trainers.fit_mlp_head``'s dict,
-    ``weights`` [B, N]) to a minimum of the training objective, so that the indicator's sandwich sees a positive-definite Hessian.
+    ``weights`` [B, N]) to a minimum of the training objective, so that the indicator's sandwich sees a
+    positive-definite Hessian.
 
     Why: full-batch Adam stops near, not at, a minimum (in our runs gradients of 1e-3 to 1e-2, negative Hessian
     eigenvalues, and outputs that move by as much as they vary between shadow models when polished), while the
