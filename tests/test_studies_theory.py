@@ -135,10 +135,16 @@ def test_explorer_rate_prediction_and_bad_input():
         theory.plot_mis_explorer(position=1.5)
 
 
-def test_explore_mis_returns_live_widgets():
+def test_explore_mis_redraws_when_a_slider_moves():
     ipywidgets = pytest.importorskip("ipywidgets")
     box = theory.explore_mis(n=20, quantizer="stochastic rounding", n_max=100, static=False)
-    sliders = [w for row in box.children[:2] for w in row.children]
-    assert [type(w) for w in sliders[:3]] == [ipywidgets.IntSlider, ipywidgets.FloatSlider, ipywidgets.FloatSlider]
-    assert sliders[0].value == 20 and sliders[0].max == 100 and sliders[3].value == "stochastic rounding"
-    assert isinstance(box.children[2], ipywidgets.Output)
+    controls = [w for row in box.children[:2] for w in row.children]
+    assert [type(w) for w in controls[:3]] == [ipywidgets.IntSlider, ipywidgets.FloatSlider, ipywidgets.FloatSlider]
+    assert controls[0].value == 20 and controls[0].max == 100 and controls[3].value == "stochastic rounding"
+    image = box.children[2]
+    assert isinstance(image, ipywidgets.Image) and image.value[:8] == b"\x89PNG\r\n\x1a\n"
+    before = bytes(image.value)
+    controls[0].value = 80                                 # move n: the figure is redrawn
+    assert bytes(image.value) != before
+    controls[3].value = "fixed grid"                       # change the quantizer: redrawn again
+    assert bytes(image.value) != before

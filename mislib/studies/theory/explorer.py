@@ -3,7 +3,8 @@ width, where the optimum sits in its cell and the quantizer, and the figure (the
 rate) is redrawn from ``mis.exact_gaussian_mean`` / ``mis.exact_bernoulli_mean``.
 
 ``plot_mis_explorer`` draws one state as a plain matplotlib figure (the static fallback for a code host or a
-PDF); ``explore_mis`` shows the default state that way and returns the ipywidgets controls with a live figure.
+PDF); ``explore_mis`` shows the default state that way and returns the ipywidgets controls with a live figure
+(an ``ipywidgets.Image`` redrawn by observers on the controls).
 """
 
 from __future__ import annotations
@@ -117,12 +118,28 @@ def plot_mis_explorer(n: int = 100, width: float = 1.0, position: float = 0.3, q
     return fig
 
 
+def _png(figure) -> bytes:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
 def explore_mis(n: int = 100, width: float = 1.0, position: float = 0.3, quantizer: str = "fixed grid",
                 model: str = "Gaussian mean (sigma 1, theta* = 0)", n_max: int = 2000, static: bool = True):
     """Sliders for n, the cell width (in record standard deviations) and the optimum's position in its cell,
-    menus for the quantizer and the model, and the figure of ``plot_mis_explorer`` redrawn on every change
-    (``ipywidgets.interactive_output``). With ``static`` the starting state is first shown as a plain figure,
-    which a reader without a live kernel (a code host, a PDF) still sees. Returns the widget (a ``VBox``)."""
+    menus for the quantizer and the model, and the figure of ``plot_mis_explorer`` redrawn on every change.
+    With ``static`` the starting state is first shown as a plain figure, which a reader without a live kernel
+    (a code host, a PDF) still sees. Returns the widget (a ``VBox``: two rows of controls, then the figure as an
+    ``ipywidgets.Image``).
+
+    Why an Image and not ``interactive_output``: its Output widget makes papermill / nbclient hang now and then
+    when the notebook runs without a browser (nbclient issue 312, papermill issue 723); an Image whose bytes
+    are replaced by an observer redraws the same way in JupyterLab and never blocks a batch run."""
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
     from IPython.display import display
@@ -143,13 +160,14 @@ def explore_mis(n: int = 100, width: float = 1.0, position: float = 0.3, quantiz
         "quantizer": widgets.Dropdown(options=QUANTIZERS, value=quantizer, description="quantizer"),
         "model": widgets.Dropdown(options=tuple(MODELS), value=model, description="model"),
     }
+    image = widgets.Image(format="png", value=_png(plot_mis_explorer(n, width, position, quantizer, model, n_max)))
 
-    def draw(**state):
-        figure = plot_mis_explorer(n_max=n_max, **state)
-        display(figure)
-        plt.close(figure)
+    def redraw(change=None):
+        state = {name: control.value for name, control in controls.items()}
+        image.value = _png(plot_mis_explorer(n_max=n_max, **state))
 
-    output = widgets.interactive_output(draw, controls)
+    for control in controls.values():
+        control.observe(redraw, names="value")
     names = list(controls)
     return widgets.VBox([widgets.HBox([controls[k] for k in names[:3]]),
-                         widgets.HBox([controls[k] for k in names[3:]]), output])
+                         widgets.HBox([controls[k] for k in names[3:]]), image])
