@@ -73,3 +73,35 @@ def quantizer_release_panel(ax, w, released, quantizer, bins):
             for border in borders:
                 ax.axvline(border, color="0.25", lw=0.8, ls=":")
     return share_axis
+
+
+def plot_quantizer_releases(w, quantizers: dict, released: dict, *, sigma: float, columns: int = 4):
+    """One ``quantizer_release_panel`` per quantizer on the same weights ``w`` (Gaussian, standard deviation
+    ``sigma``), titled with its bits per weight, share of zeros and what it stores (``q.describe(w)``).
+    ``released``: ``{label: q(w)}`` for the labels of ``quantizers``. Returns the figure."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    limit = 4.2 * sigma
+    bins = np.linspace(-limit, limit, 85)
+    rows = -(-len(quantizers) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 4 * rows), sharex=True)
+    for index, (ax, (label, q)) in enumerate(zip(axes.flat, quantizers.items())):
+        row = q.describe(w)
+        share_axis = quantizer_release_panel(ax, w, released[label], q, bins)
+        ax.set_title(f"{label}\n{row['bits_per_weight']:.2f} bits/weight, {row['sparsity']:.0%} zeros\n"
+                     + textwrap.fill(f"stores: {row['stored']}", 46), fontsize=9.5)
+        ax.set_yticks([])
+        share_axis.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+        share_axis.tick_params(labelsize=8)
+        if index % columns == columns - 1:
+            share_axis.set_ylabel("share of weights at level")
+        if index % columns == 0:
+            ax.set_ylabel("density of weights w")
+        if index >= (rows - 1) * columns:
+            ax.set_xlabel("weight value")
+    fig.suptitle(f"{w.numel()} Gaussian weights (sd {sigma}) and what each quantizer releases", y=1.0, fontsize=14)
+    fig.tight_layout()
+    return fig

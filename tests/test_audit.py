@@ -1,17 +1,16 @@
 """The shared privacy audit: sane values on a tiny problem, the influence and the MLP polish against direct
-computations, the ranking agreement on hand-made rankings, and clear errors for bad inputs."""
+computations, the quantizer catalogue, the deprecated names, and clear errors for bad inputs."""
 
-import math
 import warnings
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from mislib import indicator
-from mislib.evaluation import agreement, audit, trainers as models
+from mislib.evaluation import architectures, audit, trainers as models
 from mislib import quantizers as Q
+from mislib.evaluation import quantizer_specs
 from mislib.evaluation.synthetic_data import GaussianMixture
 
 
@@ -26,8 +25,8 @@ def tiny():
                                                                                            step=0.05)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table = audit.audit(X, y, Xt, yt, quantizers, model=audit.ModelSpec(kind="logistic", ridge=1e-4),
-                            n_shadow=8, seed=3, n_bootstrap=50, indicator_bootstrap=4)
+        table = audit.run_audit(X, y, Xt, yt, quantizers, model=audit.ModelSpec(kind="logistic", ridge=1e-4),
+                                n_shadow=8, seed=3, n_bootstrap=50, indicator_bootstrap=4)
     return table, (X, y, Xt, yt, quantizers)
 
 
@@ -82,8 +81,8 @@ def test_same_seed_same_numbers(tiny):
     table, (X, y, Xt, yt, quantizers) = tiny
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        again = audit.audit(X, y, Xt, yt, quantizers, model=audit.ModelSpec(kind="logistic", ridge=1e-4),
-                            n_shadow=8, seed=3, n_bootstrap=50, indicator_bootstrap=4)
+        again = audit.run_audit(X, y, Xt, yt, quantizers, model=audit.ModelSpec(kind="logistic", ridge=1e-4),
+                                n_shadow=8, seed=3, n_bootstrap=50, indicator_bootstrap=4)
     keep = table.method != "cost"
     pd.testing.assert_frame_equal(table[keep].reset_index(drop=True), again[again.method != "cost"]
                                   .reset_index(drop=True))
@@ -102,7 +101,7 @@ def test_influence_matches_a_refit():
     ridge = 1e-2
     module = models.LogisticRegression.from_coefficients(models.fit_logistic(X, y, ridge))
     Xn, yn = law.sample(3, seed=1)
-    shifts = audit.influence_shifts(module, X, y, Xn, yn, "logistic", ridge=ridge)
+    shifts = audit.insertion_influence(module, X, y, Xn, yn, "logistic", ridge=ridge)
     base = models.fit_logistic(X, y, ridge)
     for j in range(3):
         refit = models.fit_logistic(torch.cat([X, Xn[j:j + 1]]), torch.cat([y, yn[j:j + 1]]), ridge)
@@ -120,7 +119,7 @@ def test_mlp_derivatives_and_polish():
     params = models.fit_mlp_head(X, y, 2, ridge=1e-2, n_iter=200, sample_weight=weights)
     polished = audit.polish_mlp(params, X, y, weights, ridge=1e-2)
     w = weights / weights.sum(1, keepdim=True)
-    _, g, H, _ = audit._mlp_derivatives(polished, X, y, w, "classification", 1e-2)
+    _, g, H, _ = architectures._mlp_derivatives(polished, X, y, w, "classification", 1e-2)
     assert float(g.abs().max()) < 1e-8
     assert bool((torch.linalg.eigvalsh(H)[:, 0] > 0).all())
     # the analytic Hessian equals torch.func's, up to the order of the parameters
@@ -137,110 +136,69 @@ def test_mlp_derivatives_and_polish():
 
 
 def test_build_quantizers_resolves_public_steps():
-    qs = audit.build_quantizers([("a", "fixed_grid", {"step": "public:4", "offset": "public:4*0.5"}),
+    qs = quantizer_specs.build_quantizers([("a", "fixed_grid", {"step": "public:4", "offset": "public:4*0.5"}),
                                  ("b", "uniform", {"bits": 2, "scale_format": "public", "scale": "public:2"})],
                                 public_absmax=3.5)
     assert qs["a"].step == pytest.approx(0.5) and qs["a"].offset == pytest.approx(0.25)
     assert qs["b"].scale == pytest.approx(3.5)
     with pytest.raises(ValueError, match="public scale"):
-        audit.build_quantizers([("a", "fixed_grid", {"step": "public:4"})])
-
-
-# ------------------------------------------------------------------------------------------------ agreement
-
-def test_agreement_perfect_reversed_and_ties():
-    score = [3.0, 2.0, 1.0, 0.0]               # higher = more private
-    delta = [0.1, 0.2, 0.3, 0.4]               # higher = less private
-    same = agreement.ranking_agreement(score, delta, reference_higher_is_private=False)
-    assert same.n_separated == 6 and same.concordant_fraction == 1.0 and same.kendall_tau == pytest.approx(1)
-    reverse = agreement.ranking_agreement(score[::-1], delta, reference_higher_is_private=False)
-    assert reverse.concordant_fraction == 0.0 and reverse.kendall_tau == pytest.approx(-1)
-    ties = agreement.ranking_agreement([0.0, 0.0, 0.0, 0.0], delta, reference_higher_is_private=False)
-    assert ties.concordant_fraction == 0.5 and math.isnan(ties.kendall_tau)
-    infinite = agreement.ranking_agreement([math.inf, 1.0, 0.5, 0.0], delta, reference_higher_is_private=False)
-    assert infinite.concordant_fraction == 1.0
-
-
-def test_agreement_counts_only_pairs_separated_beyond_intervals():
-    score = [1.0, 2.0, 3.0]
-    reference = np.array([0.10, 0.12, 0.50])   # first two overlap, the third is apart
-    low, high = reference - 0.05, reference + 0.05
-    result = agreement.ranking_agreement(score, reference, low, high, reference_higher_is_private=False)
-    # pairs (0, 2) and (1, 2) are separated; the score calls 2 the most private, the reference the least
-    assert result.n_pairs == 3 and result.n_separated == 2 and result.concordant == 0.0
-    flipped = agreement.ranking_agreement(score, reference, low, high, reference_higher_is_private=True)
-    assert flipped.concordant_fraction == 1.0
-    nothing = agreement.ranking_agreement(score, [0.1, 0.1, 0.1], [0, 0, 0], [1, 1, 1])
-    assert nothing.n_separated == 0 and math.isnan(nothing.concordant_fraction)
-
-
-def test_agreement_table_groups_and_pools():
-    rows = []
-    for n, flip in ((10, False), (20, True)):
-        for q, r, auc in (("a", 1.0, 0.9), ("b", 2.0, 0.7), ("c", 3.0, 0.5)):
-            rows.append(dict(model="m", quantizer=q, sample_size=n, seed=0, method="indicator",
-                             measurement="r_soft", value=-r if flip else r, value_low=np.nan, value_high=np.nan))
-            rows.append(dict(model="m", quantizer=q, sample_size=n, seed=0, method="best_attack",
-                             measurement="auc", value=auc, value_low=auc - 0.01, value_high=auc + 0.01))
-    table = pd.DataFrame(rows)
-    groups = agreement.agreement_table(table, ("indicator", "r_soft"), ("best_attack", "auc"))
-    assert list(groups.sample_size) == [10, 20]
-    assert list(groups.concordant_fraction) == [1.0, 0.0]
-    pooled = agreement.pooled_agreement(groups)
-    assert pooled["n_separated"] == 6 and pooled["concordant_fraction"] == 0.5
-    discordant = agreement.discordant_pairs(table, ("indicator", "r_soft"), ("best_attack", "auc"))
-    assert list(discordant.sample_size) == [20, 20, 20]          # every separated pair of the flipped group
-    assert set(discordant["more private (reference)"]) == {"b", "c"}
-    assert agreement.discordant_pairs(table[table.sample_size == 10], ("indicator", "r_soft"),
-                                  ("best_attack", "auc")).empty
-    only_two = agreement.agreement_table(table, ("indicator", "r_soft"), ("best_attack", "auc"), quantizers=["a", "b"])
-    assert list(only_two.n_items) == [2, 2]
-    with pytest.raises(ValueError, match="no rows with method"):
-        agreement.agreement_table(table, ("indicator", "r_min"), ("best_attack", "auc"))
-
-
-# ---------------------------------------------------------------------------------------------- bad inputs
-
-def test_agreement_bad_inputs():
-    with pytest.raises(ValueError, match="NaN"):
-        agreement.ranking_agreement([1.0, np.nan], [0.1, 0.2])
-    with pytest.raises(ValueError, match="one per item"):
-        agreement.ranking_agreement([1.0, 2.0], [0.1, 0.2, 0.3])
-    with pytest.raises(ValueError, match="at least 2 items"):
-        agreement.ranking_agreement([1.0], [0.1])
-    with pytest.raises(ValueError, match="inside its interval"):
-        agreement.ranking_agreement([1.0, 2.0], [0.1, 0.2], [0.15, 0.1], [0.2, 0.3])
-    with pytest.raises(ValueError, match="both reference_low and reference_high"):
-        agreement.ranking_agreement([1.0, 2.0], [0.1, 0.2], [0.0, 0.1])
+        quantizer_specs.build_quantizers([("a", "fixed_grid", {"step": "public:4"})])
 
 
 def test_audit_bad_inputs(tiny):
     _, (X, y, Xt, yt, quantizers) = tiny
     q = {"identity": Q.get("identity")}
     with pytest.raises(ValueError, match="even"):
-        audit.audit(X, y, Xt, yt, q, n_shadow=7)
+        audit.run_audit(X, y, Xt, yt, q, n_shadow=7)
     with pytest.raises(ValueError, match="n_shadow must be >= 4"):
-        audit.audit(X, y, Xt, yt, q, n_shadow=2)
+        audit.run_audit(X, y, Xt, yt, q, n_shadow=2)
     with pytest.raises(TypeError, match="dict"):
-        audit.audit(X, y, Xt, yt, "identity")
+        audit.run_audit(X, y, Xt, yt, "identity")
     with pytest.raises(TypeError, match="Quantizer"):
-        audit.audit(X, y, Xt, yt, {"bad": "identity"})
+        audit.run_audit(X, y, Xt, yt, {"bad": "identity"})
     with pytest.raises(ValueError, match="features"):
-        audit.audit(X, y, Xt[:, :3], yt, q)
+        audit.run_audit(X, y, Xt[:, :3], yt, q)
     with pytest.raises(ValueError, match="one target per row"):
-        audit.audit(X, y[:-1], Xt, yt, q)
+        audit.run_audit(X, y[:-1], Xt, yt, q)
     with pytest.raises(ValueError, match="NaN"):
-        audit.audit(torch.full_like(X, float("nan")), y, Xt, yt, q)
+        audit.run_audit(torch.full_like(X, float("nan")), y, Xt, yt, q)
     with pytest.raises(ValueError, match="binary"):
-        audit.audit(X, y + (y == 1).double(), Xt, yt, q)
+        audit.run_audit(X, y + (y == 1).double(), Xt, yt, q)
     with pytest.raises(ValueError, match="class indices"):
-        audit.audit(X, y + 0.5, Xt, yt, q)
+        audit.run_audit(X, y + 0.5, Xt, yt, q)
     with pytest.raises(ValueError, match="use model 'linear'"):
-        audit.audit(X, y, Xt, yt, q, model="logistic", task="regression")
+        audit.run_audit(X, y, Xt, yt, q, model="logistic", task="regression")
     with pytest.raises(ValueError, match="unknown model"):
-        audit.audit(X, y, Xt, yt, q, model="forest")
+        audit.run_audit(X, y, Xt, yt, q, model="forest")
     with pytest.raises(ValueError, match="disagrees"):
-        audit.audit(X, y, Xt, yt, q, model=audit.ModelSpec(kind="linear", task="regression"),
+        audit.run_audit(X, y, Xt, yt, q, model=audit.ModelSpec(kind="linear", task="regression"),
                     task="classification")
     with pytest.raises(ValueError, match="at least 8"):
-        audit.audit(X[:6], y[:6], Xt, yt, q)
+        audit.run_audit(X[:6], y[:6], Xt, yt, q)
+
+
+def test_the_catalogue_serves_both_studies():
+    from mislib.studies import molecular, synthetic_ranking
+
+    labels = [spec[0] for spec in quantizer_specs.QUANTIZER_SPECS]
+    assert len(labels) == len(set(labels)) == 17
+    assert synthetic_ranking.STUDY_QUANTIZERS == quantizer_specs.QUANTIZER_SPECS
+    assert all(spec in quantizer_specs.QUANTIZER_SPECS for spec in molecular.STUDY_QUANTIZERS)
+    assert [s[0] for s in molecular.STUDY_QUANTIZERS][:3] == ["identity", "uniform 8-bit", "uniform 4-bit"]
+    assert quantizer_specs.select_specs(["sign"]) == (("sign", "sign", {}),)
+    with pytest.raises(ValueError, match="not in the catalogue"):
+        quantizer_specs.select_specs(["uniform 5-bit"])
+
+
+def test_deprecated_names_warn_and_give_the_same_numbers(tiny):
+    table, (X, y, Xt, yt, quantizers) = tiny
+    with pytest.warns(DeprecationWarning, match="run_audit"):
+        again = audit.audit(X, y, Xt, yt, {"identity": quantizers["identity"]}, n_shadow=4, seed=3,
+                            n_bootstrap=0, attacks_on=False)
+    assert _value(again, "identity", "indicator", "r_soft").value == pytest.approx(
+        _value(audit.run_audit(X, y, Xt, yt, {"identity": quantizers["identity"]}, n_shadow=4, seed=3,
+                               n_bootstrap=0, attacks_on=False), "identity", "indicator", "r_soft").value, rel=1e-12)
+    module = models.LogisticRegression.from_coefficients(models.fit_logistic(X, y, 1e-2))
+    with pytest.warns(DeprecationWarning, match="insertion_influence"):
+        old = audit.influence_shifts(module, X, y, Xt[:2], yt[:2], "logistic", ridge=1e-2)
+    assert torch.equal(old, audit.insertion_influence(module, X, y, Xt[:2], yt[:2], "logistic", ridge=1e-2))

@@ -12,8 +12,8 @@ from mislib.infra.tables import read_table
 from mislib.infra.paths import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "data" / "results"
-ATTACK, TRUTH = "best_attack.auc", "monte_carlo.delta_best_lower_bound"
-R_MIN, R_SOFT, BITS = "indicator.r_min_with_scale", "indicator.r_soft_with_scale", "quantizer.bits_per_weight"
+ATTACK, TRUTH = synthetic_ranking.ATTACK, synthetic_ranking.TRUTH
+R_MIN, R_SOFT, BITS = synthetic_ranking.R_MIN, synthetic_ranking.R_SOFT, synthetic_ranking.BITS
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +37,6 @@ def datasets(config):
 @pytest.fixture(scope="module")
 def pooled(table):
     return agreement.pooled_agreement(agreement.study_agreement(table), ["dataset", "model", "reference", "score"])
-
-
-def _pooled(pooled, dataset, model, reference, score, field="concordant_fraction"):
-    row = pooled[(pooled.dataset == dataset) & (pooled.model == model) & (pooled.reference == reference)
-                 & (pooled.score == score)]
-    assert len(row) == 1
-    return float(row[field].iloc[0])
 
 
 def test_table_is_the_paper_design(table, config, datasets):
@@ -73,21 +66,21 @@ def test_table_is_the_paper_design(table, config, datasets):
 def test_r_soft_ranks_like_the_best_attack_in_dimension_128(pooled, datasets):
     high, _ = datasets
     for model in ("logistic", "mlp"):
-        assert _pooled(pooled, high, model, ATTACK, R_SOFT) >= 0.95
-        assert _pooled(pooled, high, model, ATTACK, R_SOFT, "n_separated") >= 100
-        assert _pooled(pooled, high, model, ATTACK, R_SOFT, "mean_kendall_tau") > 0.5
+        assert synthetic_ranking.pooled_value(pooled, high, model, ATTACK, R_SOFT) >= 0.95
+        assert synthetic_ranking.pooled_value(pooled, high, model, ATTACK, R_SOFT, "n_separated") >= 100
+        assert synthetic_ranking.pooled_value(pooled, high, model, ATTACK, R_SOFT, "mean_kendall_tau") > 0.5
         # r_min does worse than a coin on the same pairs, the naive "fewer bits" clearly worse than r_soft
-        assert _pooled(pooled, high, model, ATTACK, R_MIN) < 0.5
-        assert _pooled(pooled, high, model, ATTACK, BITS) < _pooled(pooled, high, model, ATTACK, R_SOFT) - 0.05
+        assert synthetic_ranking.pooled_value(pooled, high, model, ATTACK, R_MIN) < 0.5
+        assert synthetic_ranking.pooled_value(pooled, high, model, ATTACK, BITS) < synthetic_ranking.pooled_value(pooled, high, model, ATTACK, R_SOFT) - 0.05
 
 
 def test_indicators_rank_like_the_montecarlo_truth_in_dimension_1(pooled, datasets):
     _, low = datasets
-    assert _pooled(pooled, low, "logistic", TRUTH, R_MIN) >= 0.85
-    assert _pooled(pooled, low, "logistic", TRUTH, R_SOFT) >= 0.8
-    assert _pooled(pooled, low, "logistic", TRUTH, BITS) < 0.65
-    assert _pooled(pooled, low, "logistic", TRUTH, R_SOFT, "n_separated") >= 50
-    assert _pooled(pooled, low, "logistic", ATTACK, R_SOFT, "n_separated") == 0   # attacks separate nothing
+    assert synthetic_ranking.pooled_value(pooled, low, "logistic", TRUTH, R_MIN) >= 0.85
+    assert synthetic_ranking.pooled_value(pooled, low, "logistic", TRUTH, R_SOFT) >= 0.8
+    assert synthetic_ranking.pooled_value(pooled, low, "logistic", TRUTH, BITS) < 0.65
+    assert synthetic_ranking.pooled_value(pooled, low, "logistic", TRUTH, R_SOFT, "n_separated") >= 50
+    assert synthetic_ranking.pooled_value(pooled, low, "logistic", ATTACK, R_SOFT, "n_separated") == 0   # attacks separate nothing
 
 
 def test_the_best_score_is_an_indicator(pooled, datasets):
@@ -139,3 +132,56 @@ def test_the_indicator_is_much_cheaper_than_a_shadow_audit(table, datasets, conf
     assert (costs.indicator_model_fits == 1).all()
     assert costs_high.shadow_over_indicator.min() > 5
     assert np.median(costs_high.shadow_over_indicator) > 10
+
+
+def test_conclusions_read_each_number_from_its_own_row():
+    """Every (data set, model, reference, score, field) gets a distinct value: a conclusion read from the wrong
+    row or field would come out wrong."""
+    import pandas as pd
+
+    rows, expected = [], {}
+    for k, (dataset, model, reference, score) in enumerate(
+            (d, m, r, s) for d in ("high", "low") for m in ("logistic", "mlp") for r in (ATTACK, TRUTH)
+            for s in (R_MIN, R_SOFT, BITS)):
+        row = {"dataset": dataset, "model": model, "reference": reference, "score": score,
+               "concordant_fraction": k / 100, "n_separated": 1000 + k, "mean_kendall_tau": -k / 100}
+        rows.append(row)
+        expected[(dataset, model, reference, score)] = row
+    found = synthetic_ranking.conclusions(pd.DataFrame(rows), "high", "low", dim=7)
+    for model in ("logistic", "mlp"):
+        assert found[model]["r_soft"] == expected[("high", model, ATTACK, R_SOFT)]["concordant_fraction"]
+        assert found[model]["r_min"] == expected[("high", model, ATTACK, R_MIN)]["concordant_fraction"]
+        assert found[model]["bits"] == expected[("high", model, ATTACK, BITS)]["concordant_fraction"]
+        assert found[model]["r_soft_separated"] == expected[("high", model, ATTACK, R_SOFT)]["n_separated"]
+        assert found[model]["r_soft_tau"] == expected[("high", model, ATTACK, R_SOFT)]["mean_kendall_tau"]
+    truth = found["dimension 1"]
+    assert truth["r_min"] == expected[("low", "logistic", TRUTH, R_MIN)]["concordant_fraction"]
+    assert truth["r_soft_separated"] == expected[("low", "logistic", TRUTH, R_SOFT)]["n_separated"]
+    assert found["attack_separated_low"] == expected[("low", "logistic", ATTACK, R_SOFT)]["n_separated"]
+    assert found.report.splitlines()[0].startswith("dimension 7, logistic, against the best attack")
+    with pytest.raises(ValueError, match="0 pooled rows"):
+        synthetic_ranking.pooled_value(pd.DataFrame(rows), "high", "svm", ATTACK, R_SOFT)
+
+
+def test_paper_conclusions_and_costs_from_the_committed_table(table, pooled, datasets, config):
+    high, low = datasets
+    found = synthetic_ranking.conclusions(pooled, high, low, dim=config["datasets"][0]["dim"])
+    for model in ("logistic", "mlp"):
+        assert found[model]["r_soft"] >= 0.95 and found[model]["r_min"] < 0.5
+    assert found["attack_separated_low"] == 0
+    costs = synthetic_ranking.cost_conclusions(table, high, dim=config["datasets"][0]["dim"])
+    ratio = synthetic_ranking.cost_summary(table).query("dataset == @high").shadow_over_indicator
+    assert costs["ratio_min"] == ratio.min() and costs["ratio_median"] == pytest.approx(ratio.median())
+    assert costs["ratio_min"] > 5 and costs["montecarlo_model_fits"] > 100
+    assert f"{ratio.min():.0f} to {ratio.max():.0f} times the indicator" in costs.report
+
+
+def test_overview_and_deterministic_quantizers(table, datasets):
+    high, low = datasets
+    view = synthetic_ranking.overview(table, high, "logistic", 32, seed=0)
+    assert view["best_attack.auc"].is_monotonic_decreasing and "identity" in view.index
+    assert np.allclose(view["coordinates at risk"], np.exp(-32 * view["indicator.r_soft_with_scale"]))
+    deterministic = synthetic_ranking.deterministic_quantizers(table, high)
+    assert "stochastic rounding, public 4-bit grid" not in deterministic and "uniform 4-bit" in deterministic
+    described = synthetic_ranking.describe_quantizers(synthetic_ranking.STUDY_QUANTIZERS)
+    assert set(described.index[~described.deterministic]) == {"stochastic rounding, public 4-bit grid"}

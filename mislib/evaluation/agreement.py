@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+
 @dataclass(frozen=True)
 class RankingAgreement:
     """How an indicator orders items (quantizers) against a reference with confidence intervals.
@@ -239,3 +240,24 @@ def pooled_agreement(agreements: pd.DataFrame, by: Sequence[str] | None = None):
     return pd.DataFrame(rows)
 
 
+
+
+def indicator_agreement(table: pd.DataFrame, indicators: Sequence[str] = ("r_soft", "r_min"), *,
+                        reference: tuple[str, str], by: Sequence[str], method: str = "indicator") -> pd.DataFrame:
+    """How each indicator orders the quantizers against ``reference`` (an attack's ``(method, measurement)``,
+    higher = less private), pooled over the groups of ``by``: ``agreement_table`` within each group, then
+    ``pooled_agreement``. One row per indicator (``method``'s measurement of that name) with the number of pairs
+    whose reference intervals are separated, the fraction the indicator orders the same way, and the mean
+    Kendall tau.
+
+    Examples
+    --------
+    The molecular study (notebook 06) compares ``r_soft`` and ``r_min`` with LiRA within each task, embedder
+    and seed: ``indicator_agreement(table, reference=("lira_online_fixed_variance", "auc"),
+    by=("task", "embedder", "seed"))``.
+    """
+    rows = []
+    for name in indicators:
+        agreement = agreement_table(table, score=(method, name), reference=tuple(reference), by=tuple(by))
+        rows.append({"indicator": name, **pooled_agreement(agreement)})
+    return pd.DataFrame(rows)

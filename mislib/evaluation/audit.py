@@ -1,6 +1,6 @@
 """One privacy audit of quantized releases, shared by the synthetic and the molecular studies.
 
-``audit(X_pool, y_pool, X_test, y_test, quantizers, ...)`` plays the membership game of THEORY.md §1 on a pool
+``run_audit(X_pool, y_pool, X_test, y_test, quantizers, ...)`` plays the membership game of THEORY.md §1 on a pool
 of ``N`` examples:
 
 1. **Models.** The target's member set is a random half of the pool (``attacks.membership_split``, seeded);
@@ -24,7 +24,7 @@ The white-box attack sees the cell ``q.cell_bounds`` of each released weight. It
 weights are Gaussian around the mean of the shadows' (unquantized) weights, with per-coordinate standard
 deviation from the shadows (``whitebox``) or from the indicator's sandwich standard errors
 (``whitebox_sandwich_std``); example ``j`` moves them by its influence ``s_j = -(1/n) H^-1 grad loss(z_j)``
-(``influence_shifts``, torch.func, at the target's weights). Half the shadows contain ``j``, so the shadow
+(``insertion_influence``, torch.func, at the target's weights). Half the shadows contain ``j``, so the shadow
 mean sits half-way: IN is ``mean + s_j / 2`` and OUT is ``mean - s_j / 2``, and the score is the exact
 log-likelihood ratio of the observed cells under these two Gaussians. Randomised quantizers have no cells:
 no white-box row for them.
@@ -32,9 +32,9 @@ no white-box row for them.
 The result is a tidy table (``COLUMNS``): one row per model, quantizer, sample size, seed, method and
 measurement, with ``value``, ``value_low`` and ``value_high`` (NaN where there is no interval).
 
-``ranking_agreement`` / ``agreement_table`` compare how an indicator and a reference (ground truth or the
-best attack) order quantizers: among pairs whose reference intervals do not overlap, the fraction ordered the
-same way, and Kendall's tau over all quantizers.
+How an indicator and a reference (ground truth or the best attack) order the quantizers is
+``mislib.evaluation.agreement``; quantizers named by ``(label, name, params)`` triples are
+``mislib.evaluation.quantizer_specs``.
 """
 
 from __future__ import annotations
@@ -51,11 +51,12 @@ import pandas as pd
 import torch
 
 from mislib import attacks
-from mislib.infra.checks import check_choice, check_float, check_int, check_tensor, resolve_device
+from mislib.infra.checks import check_int, check_tensor, resolve_device
+from mislib.evaluation.architectures import (MODELS, TASKS, Architecture, ModelSpec,  # noqa: F401  (re-exported)
+                                            flat_batch, polish_mlp)
+from mislib.evaluation.quantizer_specs import build_quantizers  # noqa: F401  (re-exported: audit.build_quantizers)
 from mislib.quantizers import Quantizer, labelled
 
-MODELS = ("logistic", "linear", "mlp")
-TASKS = ("classification", "regression")
 ATTACKS = ("lira_online", "lira_online_fixed_variance", "lira_offline", "lira_offline_fixed_variance",
            "loss_threshold", "whitebox", "whitebox_sandwich_std")
 ATTACK_METRICS = ("auc", "advantage", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")
@@ -65,232 +66,15 @@ COLUMNS = ("model", "quantizer", "sample_size", "seed", "method", "measurement",
            "value_high")
 
 
-# ------------------------------------------------------------------------------------------- architectures
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What is trained: ``kind`` logistic / linear / mlp, for a classification or regression ``task``.
-
-    ``ridge`` is the penalty of ``mislib.evaluation.trainers`` (weighted mean loss + ridge/2 ||weights||^2, biases free);
-    ``hidden``, ``activation``, ``n_iter``, ``lr`` and ``init_seed`` only matter for the MLP (full-batch Adam,
-    one initialisation shared by every model, so training is a deterministic function of the data)."""
-
-    kind: str = "logistic"
-    task: str = "classification"
-    ridge: float = 1e-3
-    hidden: int = 16
-    activation: str = "tanh"
-    n_iter: int = 500
-    lr: float = 0.02
-    init_seed: int = 0
-    fit_intercept: bool = True
-
-    # why fit_intercept: a model without intercept has one parameter tensor, so a per-tensor release is the
-    # same thing as quantizing the whole vector (what mislib.evaluation.montecarlo does): the low-dimensional study needs it
-
-    def __post_init__(self):
-        check_choice("model", self.kind, MODELS)
-        check_choice("task", self.task, TASKS)
-        check_float("ridge", self.ridge, low=0.0)
-        check_int("hidden", self.hidden, minimum=1)
-        check_int("n_iter", self.n_iter, minimum=1)
-        check_float("lr", self.lr, low=0.0, low_open=True)
-        check_int("init_seed", self.init_seed, minimum=0)
-        if not isinstance(self.fit_intercept, bool):
-            raise TypeError(f"fit_intercept must be True or False, got {self.fit_intercept!r}")
-        if self.kind == "mlp" and not self.fit_intercept:
-            raise ValueError("fit_intercept=False is only for the logistic and linear models (the MLP has biases)")
-        if self.kind == "logistic" and self.task != "classification":
-            raise ValueError("model 'logistic' is for task 'classification'; use model 'linear' for regression")
-        if self.kind == "linear" and self.task != "regression":
-            raise ValueError("model 'linear' is for task 'regression'; use 'logistic' or 'mlp' to classify")
-
-
-class Architecture:
-    """Batched fit, batched forward and one-model modules for a ModelSpec (parameters as named dicts)."""
-
-    def __init__(self, spec: ModelSpec, n_features: int, n_classes: int | None, device):
-        self.spec, self.d, self.device = spec, n_features, device
-        self.n_classes = n_classes
-        if spec.task == "regression":
-            self.loss = "squared"
-        else:
-            self.loss = "logistic" if n_classes == 2 else "cross_entropy"
-
-    def fit(self, X, y, weights) -> dict:
-        from mislib.evaluation import trainers as models
-
-        s = self.spec
-        if s.kind == "logistic":
-            coef = models.fit_logistic(X, y, s.ridge, sample_weight=weights, max_iter=100, device=self.device,
-                                       fit_intercept=s.fit_intercept)
-            return models.coefficients_to_params(coef, s.fit_intercept)
-        if s.kind == "linear":
-            coef = models.fit_least_squares(X, y, s.ridge, sample_weight=weights, device=self.device,
-                                            fit_intercept=s.fit_intercept)
-            return models.coefficients_to_params(coef, s.fit_intercept)
-        params = models.fit_mlp_head(X, y, s.hidden, task=s.task, n_classes=self.n_classes, ridge=s.ridge,
-                                     sample_weight=weights, activation=s.activation, n_iter=s.n_iter, lr=s.lr,
-                                     seed=s.init_seed, device=self.device)
-        if params["output.weight"].shape[-2] == 1 and s.activation == "tanh":
-            params = polish_mlp(params, X, y, weights, task=s.task, ridge=s.ridge)
-        return params
-
-    def module(self, params: dict, index: int):
-        from mislib.evaluation import trainers as models
-
-        s = self.spec
-        if s.kind == "mlp":
-            return models.MLPHead.from_params(params, activation=s.activation, task=s.task, index=index)
-        cls = models.LogisticRegression if s.kind == "logistic" else models.LinearRegression
-        module = cls(self.d, s.fit_intercept, dtype=params["linear.weight"].dtype).to(params["linear.weight"].device)
-        return models.load_params(module, params, index=index, copy_module=False)
-
-    def outputs(self, params: dict, X) -> torch.Tensor:
-        """[B, N] (one output) or [B, N, k] (k classes)."""
-        from mislib.evaluation import trainers as models
-
-        if self.spec.kind == "mlp":
-            out = models.mlp_forward(params, X, self.spec.activation)
-            return out.squeeze(-1) if out.shape[-1] == 1 else out
-        out = params["linear.weight"][:, 0, :] @ X.T
-        return out + params["linear.bias"] if "linear.bias" in params else out
-
-
-def _mlp_derivatives(params, X, y, w, task, ridge):
-    """Objective, gradient and Hessian of each model of a batch of one-output tanh MLPs, analytically.
-
-    Layout of the flat vectors (``[B, P']``): per hidden unit ``j`` its weights and bias ``[W_j, b_j]``
-    (``h (d + 1)``), then the output weights ``v`` (``h``), then the output bias ``c``. Objective per model:
-    ``sum_i w_i loss(f_i) + ridge/2 (||W||^2 + ||v||^2)`` (``w`` normalised), loss logistic or squared / 2.
-    Hessian = ``J' diag(w loss'') J`` (Gauss-Newton) + the second-order terms of ``f``: ``v_j tanh''`` on each
-    unit's block and ``tanh'`` between a unit's block and its output weight."""
-    W, b = params["hidden.weight"], params["hidden.bias"]
-    v, c = params["output.weight"][:, 0, :], params["output.bias"][:, 0]
-    B, h, d = W.shape
-    Xt = torch.cat([X, torch.ones(X.shape[0], 1, dtype=X.dtype, device=X.device)], dim=1)       # [N, d+1]
-    a = torch.einsum("nk,bjk->bnj", X, W) + b.unsqueeze(1)
-    t = torch.tanh(a)
-    t1 = 1 - t * t
-    t2 = -2 * t * t1
-    f = torch.einsum("bnj,bj->bn", t, v) + c.unsqueeze(1)
-    if task == "regression":
-        loss = 0.5 * (y - f) ** 2
-        d1, d2 = f - y, torch.ones_like(f)
-    else:
-        loss = torch.nn.functional.softplus(f) - y * f
-        p = torch.sigmoid(f)
-        d1, d2 = p - y, p * (1 - p)
-    objective = (w * loss).sum(1) + 0.5 * ridge * ((W ** 2).sum((1, 2)) + (v ** 2).sum(1))
-    # Jacobian of f: [B, N, P']
-    J_hidden = (v.unsqueeze(1) * t1).unsqueeze(-1) * Xt[:, None, :]                                  # [B, N, h, d+1]
-    J = torch.cat([J_hidden.reshape(B, X.shape[0], -1), t, torch.ones_like(f).unsqueeze(-1)], dim=2)
-    grad = ((w * d1).unsqueeze(1) @ J).squeeze(1)
-    P = J.shape[2]
-    H = (J * (w * d2).unsqueeze(-1)).transpose(1, 2) @ J
-    k = d + 1
-    r1 = w * d1                                                                                # [B, N]
-    scaled = (r1.unsqueeze(-1) * t2 * v.unsqueeze(1)).transpose(1, 2)                          # [B, h, N]
-    block = (scaled.unsqueeze(-1) * Xt).transpose(-1, -2) @ Xt                                # [B, h, k, k]
-    cross = (r1.unsqueeze(-1) * t1).transpose(1, 2) @ Xt                                       # [B, h, k]
-    for j in range(h):
-        H[:, j * k:(j + 1) * k, j * k:(j + 1) * k] += block[:, j]
-        H[:, j * k:(j + 1) * k, h * k + j] += cross[:, j]
-        H[:, h * k + j, j * k:(j + 1) * k] += cross[:, j]
-    penalised = torch.zeros(P, dtype=X.dtype, device=X.device)
-    penalised[: h * k] = 1.0
-    penalised[torch.arange(h, device=X.device) * k + d] = 0.0        # hidden biases are not penalised
-    penalised[h * k: h * k + h] = 1.0
-    theta = torch.cat([torch.cat([W, b.unsqueeze(-1)], dim=2).reshape(B, -1), v, c.unsqueeze(-1)], dim=1)
-    grad = grad + ridge * penalised * theta
-    H = H + torch.diag(ridge * penalised)
-    return objective, grad, H, theta
-
-
-def _mlp_from_flat(theta, like):
-    B, h, d = like["hidden.weight"].shape
-    k = d + 1
-    hidden = theta[:, : h * k].reshape(B, h, k)
-    return {"hidden.weight": hidden[:, :, :d].contiguous(), "hidden.bias": hidden[:, :, d].contiguous(),
-            "output.weight": theta[:, h * k: h * k + h].unsqueeze(1).contiguous(),
-            "output.bias": theta[:, h * k + h:].contiguous()}
-
-
-def polish_mlp(params: dict, X, y, weights, *, task: str = "classification", ridge: float = 1e-3,
-               max_iter: int = 40, tol: float = 1e-9) -> dict:
-    """Newton-polish a batch of one-output tanh MLPs (``mislib.evaluation.trainers.fit_mlp_head``'s dict, ``weights`` [B, N])
-    to a minimum of the training objective, so that the indicator's sandwich sees a positive-definite Hessian.
-
-    Why: full-batch Adam stops near, not at, a minimum (in our runs gradients of 1e-3 to 1e-2, negative Hessian
-    eigenvalues, and outputs that move by as much as they vary between shadow models when polished), while the
-    indicator assumes an M-estimator at its minimum. Newton steps with the exact Hessian (Cholesky where it is
-    positive definite, saddle-free ``|eigenvalues|`` elsewhere, so every step descends) and backtracking; a
-    model leaves the active set once its gradient is below ``tol`` at a positive-definite Hessian. Models that
-    do not get there in ``max_iter`` steps are reported with a warning."""
-    W0 = params["hidden.weight"]
-    w = weights / weights.sum(1, keepdim=True)
-    out = {name: value.clone() for name, value in params.items()}
-    active = torch.arange(W0.shape[0], device=W0.device)
-    for _ in range(max_iter):
-        part = {name: value[active] for name, value in out.items()}
-        ws = w[active]
-        f0, g, H, theta = _mlp_derivatives(part, X, y, ws, task, ridge)
-        L, info = torch.linalg.cholesky_ex(H)
-        done = (g.abs().amax(1) <= tol) & (info == 0)
-        keep = ~done
-        if not bool(keep.any()):
-            active = active[:0]
-            break
-        active, part, ws, f0, g, H, theta, L, info = (
-            active[keep], {k: v[keep] for k, v in part.items()}, ws[keep], f0[keep], g[keep], H[keep],
-            theta[keep], L[keep], info[keep])
-        step = torch.cholesky_solve(g.unsqueeze(-1), L).squeeze(-1)
-        indefinite = info > 0
-        if bool(indefinite.any()):
-            values, vectors = torch.linalg.eigh(H[indefinite])
-            floor = 1e-10 * values.abs().amax(1, keepdim=True)
-            coords = (vectors.transpose(1, 2) @ g[indefinite].unsqueeze(-1)).squeeze(-1)
-            step[indefinite] = (vectors @ (coords / values.abs().clamp_min(floor)).unsqueeze(-1)).squeeze(-1)
-        size = torch.ones(active.numel(), dtype=X.dtype, device=X.device)
-        slope = (g * step).sum(1)
-        for _ in range(40):
-            f1 = _mlp_objective(_mlp_from_flat(theta - size.unsqueeze(1) * step, part), X, y, ws, task, ridge)
-            accept = f1 <= f0 - 1e-4 * size * slope + 1e-13 * (1 + f0.abs())
-            if bool(accept.all()):
-                break
-            size = torch.where(accept, size, size / 2)
-        updated = _mlp_from_flat(theta - size.unsqueeze(1) * step, part)
-        for name in out:
-            out[name][active] = updated[name]
-    if active.numel():
-        warnings.warn(f"polish_mlp: {active.numel()} of {W0.shape[0]} models did not reach a minimum with "
-                      f"gradient <= {tol:g} and a positive-definite Hessian in {max_iter} Newton steps",
-                      RuntimeWarning, stacklevel=2)
-    return out
-
-
-def _mlp_objective(params, X, y, w, task, ridge):
-    W, b = params["hidden.weight"], params["hidden.bias"]
-    v, c = params["output.weight"][:, 0, :], params["output.bias"][:, 0]
-    f = torch.einsum("bnj,bj->bn", torch.tanh(torch.einsum("nk,bjk->bnj", X, W) + b.unsqueeze(1)), v) \
-        + c.unsqueeze(1)
-    loss = 0.5 * (y - f) ** 2 if task == "regression" else torch.nn.functional.softplus(f) - y * f
-    return (w * loss).sum(1) + 0.5 * ridge * ((W ** 2).sum((1, 2)) + (v ** 2).sum(1))
-
-
-def _flat(params: dict) -> torch.Tensor:
-    """[B, P] in named-parameter order (the order of the indicator's flat vectors)."""
-    return torch.cat([v.reshape(v.shape[0], -1) for v in params.values()], dim=1)
-
-
 # ----------------------------------------------------------------------------------------------- influence
 
-def influence_shifts(module, X_train, y_train, X_targets, y_targets, loss, *, ridge: float = 0.0,
-                     chunk_size: int = 2 ** 22) -> torch.Tensor:
+def insertion_influence(module, X_train, y_train, X_targets, y_targets, loss, *, ridge: float = 0.0,
+                        chunk_size: int = 2 ** 22) -> torch.Tensor:
     """``-(1/n) H^-1 grad loss(z_j)`` for each target ``z_j`` (rows ``[m, P]``, named-parameter order).
 
-    The first-order change of the minimiser of ``mislib.evaluation.trainers``' objective on ``(X_train, y_train)`` (``n``
-    examples; ridge included in ``H``) when ``z_j`` is added: ``theta(+j) - theta ~ -(1/(n+1)) H^-1 g_j``.
+    The first-order change of the minimiser of ``mislib.evaluation.trainers``' objective on
+    ``(X_train, y_train)`` (``n`` examples; ridge included in ``H``) when ``z_j`` is added:
+    ``theta(+j) - theta ~ -(1/(n+1)) H^-1 g_j``.
     Per-sample gradients and the Hessian by torch.func (``mislib.indicator``'s objective, so the same loss and
     penalty). The Hessian is exact up to ``indicator.EXACT_MAX_PARAMETERS`` parameters, else solves are done
     by conjugate gradients on Hessian-vector products. A Hessian that is not positive definite (a non-convex
@@ -312,6 +96,14 @@ def influence_shifts(module, X_train, y_train, X_targets, y_targets, loss, *, ri
     else:
         solved = indicator.block_cg(lambda V: train.hvp(train.theta, V), G, tol=1e-8, max_iter=500)[0]
     return -solved / train.n
+
+
+def influence_shifts(*args, **kwargs) -> torch.Tensor:
+    """Deprecated alias of ``insertion_influence`` (``mislib.indicator`` has its own, different
+    ``influence_shifts``); removed in mislib 0.3."""
+    warnings.warn("mislib.evaluation.audit.influence_shifts is deprecated; use insertion_influence",
+                  DeprecationWarning, stacklevel=2)
+    return insertion_influence(*args, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -430,40 +222,54 @@ def _performance(arch: Architecture, outputs: torch.Tensor, y: torch.Tensor) -> 
 
 # --------------------------------------------------------------------------------------------------- audit
 
-def audit(X_pool, y_pool, X_test, y_test, quantizers: Mapping[str, Quantizer], *, model: str | ModelSpec =
-          "logistic", task: str | None = None, n_shadow: int = 64, seed: int = 0,
-          n_bootstrap: int = 200, indicator_bootstrap: int = 0, attacks_on: bool = True, device=None,
-          model_label: str | None = None) -> pd.DataFrame:
-    """Audit every quantizer's release of a model trained on a random half of ``(X_pool, y_pool)``.
+@dataclass
+class _Setup:
+    """The validated inputs of one audit and the membership split they imply."""
 
-    ``X_pool`` [N, d] float, ``y_pool`` [N] (class indices for classification, values for regression),
-    ``X_test``/``y_test`` held out (utility only). ``quantizers``: ``{label: Quantizer}``. ``model``: a kind
-    (``"logistic"``, ``"linear"``, ``"mlp"``, default settings; ``task`` defaults to regression for
-    ``"linear"``, else classification) or a ``ModelSpec`` (which carries its task). ``n_shadow`` (even, >= 4)
-    shadow models; ``n_bootstrap`` replicates for the attack metrics' intervals; ``indicator_bootstrap``
-    replicates (refits) for the indicator's intervals (0: no intervals). ``attacks_on=False`` skips shadows and
-    attacks (indicator and utility only). Same seed, same numbers.
+    spec: ModelSpec
+    arch: Architecture
+    X_pool: torch.Tensor
+    y_pool: torch.Tensor
+    X_test: torch.Tensor
+    y_test: torch.Tensor
+    items: list
+    seed: int
+    n_shadow: int
+    n_bootstrap: int
+    indicator_bootstrap: int
+    attacks_on: bool
+    members: np.ndarray
+    evaluated: np.ndarray      # members and non-members, sorted (one example is left out when N is odd)
+    labels: np.ndarray         # 1 = member, per evaluated example
+    target_mask: np.ndarray
 
-    Returns the tidy table described in the module notes (columns ``COLUMNS``; ``sample_size`` is the target's
-    training-set size ``N // 2``). Methods: the attacks of ``ATTACKS``, ``best_attack`` (per metric, the
-    strongest attack, with its interval), ``indicator``, ``test``, ``quantizer`` (bits per weight, sparsity,
-    whether a continuous scale is published, whether it is deterministic) and ``cost``: per quantizer
-    ``indicator_seconds`` (sandwich + this quantizer's margins) against ``shadow_audit_seconds`` (training of
-    target and shadows, the white-box set-up, this quantizer's releases, statistics and attack scores), with
-    ``indicator_model_fits`` (1) and ``shadow_model_fits`` (1 + n_shadow); per configuration (quantizer
-    ``"(all)"``) the totals over every quantizer with shared work counted once (``indicator_total_seconds``,
-    ``shadow_audit_total_seconds``), and the price of the intervals (``indicator_interval_seconds`` and
-    ``indicator_interval_model_fits`` for the indicator's bootstrap, ``attack_interval_seconds`` for the attack
-    metrics' bootstrap).
-    """
+
+class _Rows:
+    """The tidy rows of one audit (``COLUMNS``), all with the same model label, sample size and seed."""
+
+    def __init__(self, model: str, sample_size: int, seed: int):
+        self.model, self.sample_size, self.seed = model, sample_size, seed
+        self.rows: list[dict] = []
+
+    def add(self, quantizer, method, measurement, value, low=math.nan, high=math.nan):
+        self.rows.append({"model": self.model, "quantizer": quantizer, "sample_size": self.sample_size,
+                          "seed": self.seed, "method": method, "measurement": measurement, "value": float(value),
+                          "value_low": float(low), "value_high": float(high)})
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=list(COLUMNS))
+
+
+def _setup(X_pool, y_pool, X_test, y_test, quantizers, *, model, task, n_shadow, seed, n_bootstrap,
+           indicator_bootstrap, attacks_on, device) -> _Setup:
+    """Validate every argument of ``run_audit`` (errors name the argument) and draw the target's members."""
     if isinstance(model, ModelSpec):
         if task is not None and task != model.task:
             raise ValueError(f"task {task!r} disagrees with the ModelSpec's task {model.task!r}")
         spec = model
     else:
         spec = ModelSpec(kind=model, task=task or ("regression" if model == "linear" else "classification"))
-    task = spec.task
-    X_pool, y_pool, X_test, y_test, n_classes = _check_data(X_pool, y_pool, X_test, y_test, task)
+    X_pool, y_pool, X_test, y_test, n_classes = _check_data(X_pool, y_pool, X_test, y_test, spec.task)
     if spec.kind == "logistic" and n_classes != 2:
         raise ValueError(f"model 'logistic' is binary but y_pool holds {n_classes} classes; use model 'mlp'")
     items = labelled(quantizers)
@@ -477,141 +283,238 @@ def audit(X_pool, y_pool, X_test, y_test, quantizers: Mapping[str, Quantizer], *
     if indicator_bootstrap == 1:
         raise ValueError("indicator_bootstrap must be 0 (no intervals) or >= 2")
     device = resolve_device(device)
-    dtype = torch.float64
-    X_pool, y_pool = X_pool.to(device, dtype), y_pool.to(device, dtype)
-    X_test, y_test = X_test.to(device, dtype), y_test.to(device, dtype)
-    arch = Architecture(spec, X_pool.shape[1], n_classes, device)
+    X_pool, y_pool = X_pool.to(device, torch.float64), y_pool.to(device, torch.float64)
+    X_test, y_test = X_test.to(device, torch.float64), y_test.to(device, torch.float64)
     N = X_pool.shape[0]
     members, nonmembers = attacks.membership_split(N, seed)
-    n = int(members.size)
     target_mask = np.zeros(N, dtype=bool)
     target_mask[members] = True
-    evaluated = np.sort(np.concatenate([members, nonmembers]))     # (one example is left out when N is odd)
-    labels = target_mask[evaluated].astype(np.int8)
-    label = model_label or spec.kind
-    rows: list[dict] = []
+    evaluated = np.sort(np.concatenate([members, nonmembers]))
+    return _Setup(spec=spec, arch=Architecture(spec, X_pool.shape[1], n_classes, device), X_pool=X_pool,
+                  y_pool=y_pool, X_test=X_test, y_test=y_test, items=items, seed=seed, n_shadow=n_shadow,
+                  n_bootstrap=n_bootstrap, indicator_bootstrap=indicator_bootstrap, attacks_on=bool(attacks_on),
+                  members=members, evaluated=evaluated, labels=target_mask[evaluated].astype(np.int8),
+                  target_mask=target_mask)
 
-    def add(quantizer, method, measurement, value, low=math.nan, high=math.nan):
-        rows.append({"model": label, "quantizer": quantizer, "sample_size": n, "seed": seed, "method": method,
-                     "measurement": measurement, "value": float(value), "value_low": float(low),
-                     "value_high": float(high)})
 
-    # 1. one batched fit: the target (row 0) and the shadows
-    masks = shadow_masks(N, n_shadow, seed) if attacks_on else np.zeros((0, N), dtype=bool)
-    weights = torch.as_tensor(np.vstack([target_mask[None], masks]), dtype=dtype, device=device)
+def _train(s: _Setup):
+    """Phase 1 (module notes), one batched fit: the target (row 0) and the shadows. Returns (params, shadow
+    masks, seconds)."""
+    N = s.X_pool.shape[0]
+    masks = shadow_masks(N, s.n_shadow, s.seed) if s.attacks_on else np.zeros((0, N), dtype=bool)
+    weights = torch.as_tensor(np.vstack([s.target_mask[None], masks]), dtype=torch.float64, device=s.X_pool.device)
     start = time.perf_counter()
-    params = arch.fit(X_pool, y_pool, weights)
-    fit_seconds = time.perf_counter() - start
-    target_module = arch.module(params, 0)
-    X_members, y_members = X_pool[torch.as_tensor(members, device=device)], y_pool[torch.as_tensor(members,
-                                                                                                     device=device)]
+    params = s.arch.fit(s.X_pool, s.y_pool, weights)
+    return params, masks, time.perf_counter() - start
 
-    # 2. the indicator, from the target alone
+
+def _members(s: _Setup):
+    index = torch.as_tensor(s.members, device=s.X_pool.device)
+    return s.X_pool[index], s.y_pool[index]
+
+
+def _indicator(s: _Setup, target_module):
+    """Phase 4 (module notes), the indicator from the target alone: (per-quantizer table, seconds, and the
+    bootstrap intervals, their seconds, model fits and replicates used)."""
     from mislib import indicator
 
+    X_members, y_members = _members(s)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", indicator.NotAtOptimumWarning)
-        ind = indicator.estimate_model(target_module, X_members, y_members, arch.loss, dict(items),
-                                       ridge=spec.ridge, seed=seed)
-    indicator_total = time.perf_counter() - start
-    ind = ind.set_index("quantizer")
-    intervals, boot_seconds, boot_fits, boot_used = _indicator_intervals(
-        arch, X_members, y_members, items, indicator_bootstrap, seed)
+        found = indicator.estimate_model(target_module, X_members, y_members, s.arch.loss, dict(s.items),
+                                         ridge=s.spec.ridge, seed=s.seed)
+    seconds = time.perf_counter() - start
+    return (found.set_index("quantizer"), seconds,
+            *_indicator_intervals(s.arch, X_members, y_members, s.items, s.indicator_bootstrap, s.seed))
 
-    # 3. what the white-box attack needs, shared by every quantizer
-    whitebox_ready = attacks_on
-    if attacks_on:
-        start = time.perf_counter()
-        shadow_flat = _flat({k: v[1:] for k, v in params.items()}).cpu().numpy()
-        mean = shadow_flat.mean(axis=0)
-        std_shadow = np.maximum(shadow_flat.std(axis=0, ddof=1), 1e-12)
-        se = indicator.standard_errors(target_module, X_members, y_members, arch.loss, ridge=spec.ridge)
-        correction = math.sqrt((N - n) / max(1, N - 1))  # random halves of a fixed pool: finite-population
-        std_sandwich = np.maximum(_flat({k: v.unsqueeze(0) for k, v in se.items()})[0].cpu().numpy()
-                                  * correction, 1e-12)
-        shifts = influence_shifts(target_module, X_members, y_members, X_pool[torch.as_tensor(evaluated,
-                                  device=device)], y_pool[torch.as_tensor(evaluated, device=device)], arch.loss,
-                                  ridge=spec.ridge).cpu().numpy()
-        whitebox_setup = time.perf_counter() - start
-        shadow_in = masks[:, evaluated]
 
+@dataclass
+class _WhiteBox:
+    """What the white-box attack needs, shared by every quantizer (module notes)."""
+
+    mean: np.ndarray
+    std_shadow: np.ndarray
+    std_sandwich: np.ndarray
+    shifts: np.ndarray
+    seconds: float
+
+
+def _whitebox_setup(s: _Setup, params: dict, target_module) -> _WhiteBox:
+    """Phase 3 (attacks), shared by every quantizer: shadow mean and spread of the weights, sandwich standard
+    errors, and each example's shift."""
+    from mislib import indicator
+
+    start = time.perf_counter()
+    X_members, y_members = _members(s)
+    N, n = s.X_pool.shape[0], int(s.members.size)
+    shadow_flat = flat_batch({k: v[1:] for k, v in params.items()}).cpu().numpy()
+    se = indicator.standard_errors(target_module, X_members, y_members, s.arch.loss, ridge=s.spec.ridge)
+    correction = math.sqrt((N - n) / max(1, N - 1))  # random halves of a fixed pool: finite-population
+    std_sandwich = np.maximum(flat_batch({k: v.unsqueeze(0) for k, v in se.items()})[0].cpu().numpy() * correction,
+                              1e-12)
+    evaluated = torch.as_tensor(s.evaluated, device=s.X_pool.device)
+    shifts = insertion_influence(target_module, X_members, y_members, s.X_pool[evaluated], s.y_pool[evaluated],
+                                 s.arch.loss, ridge=s.spec.ridge).cpu().numpy()
+    return _WhiteBox(mean=shadow_flat.mean(axis=0), std_shadow=np.maximum(shadow_flat.std(axis=0, ddof=1), 1e-12),
+                     std_sandwich=std_sandwich, shifts=shifts, seconds=time.perf_counter() - start)
+
+
+def _utility_rows(rows: _Rows, s: _Setup, label: str, q: Quantizer, params: dict, released: dict):
+    """Phase 5 (utility), per quantizer: test performance of the quantized target, and what the quantizer is."""
+    test_out = s.arch.outputs({k: v[:1] for k, v in released.items()}, s.X_test)[0]
+    for name, value in _performance(s.arch, test_out, s.y_test).items():
+        rows.add(label, "test", name, value)
+    target_release = flat_batch({k: v[:1] for k, v in released.items()})[0]
+    main = max(params, key=lambda k: params[k][0].numel())
+    rows.add(label, "quantizer", "bits_per_weight", q.bits_per_weight(params[main][0]))
+    rows.add(label, "quantizer", "sparsity", float((target_release == 0).double().mean()))
+    rows.add(label, "quantizer", "continuous_scale", float(q.scale_channel == "continuous"))
+    rows.add(label, "quantizer", "deterministic", float(q.deterministic))
+
+
+def _indicator_rows(rows: _Rows, label: str, found: pd.DataFrame, intervals: dict, used: int):
+    """Phase 4 (indicator), per quantizer: its measurements with their bootstrap intervals, and its cost."""
+    row = found.loc[label]
+    for name in INDICATOR_MEASUREMENTS:
+        low, high = intervals.get(label, {}).get(name, (math.nan, math.nan))
+        rows.add(label, "indicator", name, row[name], low, high)
+    rows.add(label, "indicator", "bootstrap_replicates_used", used)
+    rows.add(label, "cost", "indicator_seconds", row["seconds"])
+    rows.add(label, "cost", "indicator_model_fits", 1)
+
+
+def _attack_scores(s: _Setup, q: Quantizer, params: dict, outputs, shadow_in, whitebox: _WhiteBox) -> dict:
+    """Phase 3 (attacks), per quantizer: every attack's membership scores on the evaluated examples."""
+    stats, losses = _statistics(s.arch, outputs, s.y_pool)
+    stats = stats[:, s.evaluated]
+    target_stats, shadow_stats = stats[0], stats[1:]
+    scores = {
+        "lira_online": attacks.lira_online_scores(target_stats, shadow_stats, shadow_stats,
+                                                  in_mask=shadow_in, out_mask=~shadow_in),
+        "lira_online_fixed_variance": attacks.lira_online_scores(
+            target_stats, shadow_stats, shadow_stats, in_mask=shadow_in, out_mask=~shadow_in,
+            fixed_variance=True),
+        "lira_offline": attacks.lira_offline_scores(target_stats, shadow_stats, out_mask=~shadow_in),
+        "lira_offline_fixed_variance": attacks.lira_offline_scores(target_stats, shadow_stats,
+                                                                   out_mask=~shadow_in, fixed_variance=True),
+        "loss_threshold": attacks.loss_threshold_scores(losses[0, s.evaluated]),
+    }
+    if q.deterministic:
+        low, high = (flat_batch({k: v.unsqueeze(0) for k, v in bounds.items()})[0].cpu().numpy()
+                     for bounds in _cell_bounds(q, params))
+        w = whitebox
+        for name, std in (("whitebox", w.std_shadow), ("whitebox_sandwich_std", w.std_sandwich)):
+            scores[name] = (attacks.whitebox_gaussian_scores(low, high, w.mean, 0.5 * w.shifts, std)
+                            - attacks.whitebox_gaussian_scores(low, high, w.mean, -0.5 * w.shifts, std))
+    return scores
+
+
+def _attack_rows(rows: _Rows, s: _Setup, label: str, scores: dict):
+    """Phase 3 (attacks), per quantizer: each attack's metrics with intervals, and the best attack per metric."""
+    best: dict[str, tuple] = {}
+    for name, score in scores.items():
+        metrics = attacks.attack_metrics(score, s.labels, n_bootstrap=s.n_bootstrap, seed=s.seed)
+        for metric in ATTACK_METRICS:
+            value = metrics[metric]
+            rows.add(label, name, metric, value, metrics[f"{metric}_low"], metrics[f"{metric}_high"])
+            if metric not in best or value > best[metric][0]:
+                best[metric] = (value, metrics[f"{metric}_low"], metrics[f"{metric}_high"])
+    for metric, (value, low, high) in best.items():
+        rows.add(label, "best_attack", metric, value, low, high)
+
+
+def run_audit(X_pool, y_pool, X_test, y_test, quantizers: Mapping[str, Quantizer], *,
+              model: str | ModelSpec = "logistic", task: str | None = None, n_shadow: int = 64, seed: int = 0,
+              n_bootstrap: int = 200, indicator_bootstrap: int = 0, attacks_on: bool = True, device=None,
+              model_label: str | None = None) -> pd.DataFrame:
+    """Audit every quantizer's release of a model trained on a random half of ``(X_pool, y_pool)``.
+
+    Parameters
+    ----------
+    X_pool, y_pool : tensors [N, d] and [N]
+        The pool (class indices for classification, values for regression); the target trains on a random half.
+    X_test, y_test : tensors
+        Held-out data, for the utility rows only.
+    quantizers : mapping or list
+        ``{label: Quantizer}`` (or a list of quantizers, labelled by ``repr``).
+    model : str or ModelSpec
+        A kind (``"logistic"``, ``"linear"``, ``"mlp"``, default settings; ``task`` defaults to regression for
+        ``"linear"``, else classification) or a ``ModelSpec`` (which carries its task).
+    n_shadow : int
+        Shadow models (even, >= 4).
+    n_bootstrap, indicator_bootstrap : int
+        Replicates for the attack metrics' intervals, and refits for the indicator's (0: no intervals).
+    attacks_on : bool
+        False skips shadows and attacks (indicator and utility only).
+    seed, device, model_label
+        Same seed, same numbers; ``model_label`` is written in the ``model`` column (default: the kind).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The tidy table of the module notes (columns ``COLUMNS``; ``sample_size`` is ``N // 2``). Methods: the
+        attacks of ``ATTACKS``, ``best_attack`` (per metric, the strongest attack, with its interval),
+        ``indicator``, ``test``, ``quantizer`` (bits per weight, sparsity, whether a continuous scale is
+        published, whether it is deterministic) and ``cost``: per quantizer ``indicator_seconds`` (sandwich +
+        this quantizer's margins) against ``shadow_audit_seconds`` (training of target and shadows, the
+        white-box set-up, this quantizer's releases, statistics and attack scores), with
+        ``indicator_model_fits`` (1) and ``shadow_model_fits`` (1 + n_shadow); per configuration (quantizer
+        ``"(all)"``) the totals over every quantizer with shared work counted once
+        (``indicator_total_seconds``, ``shadow_audit_total_seconds``), and the price of the intervals
+        (``indicator_interval_seconds`` and ``indicator_interval_model_fits`` for the indicator's bootstrap,
+        ``attack_interval_seconds`` for the attack metrics' bootstrap).
+
+    Raises
+    ------
+    ValueError
+        On inconsistent data, an odd or too small ``n_shadow``, a binary model on several classes, ...
+    """
+    s = _setup(X_pool, y_pool, X_test, y_test, quantizers, model=model, task=task, n_shadow=n_shadow, seed=seed,
+               n_bootstrap=n_bootstrap, indicator_bootstrap=indicator_bootstrap, attacks_on=attacks_on,
+               device=device)
+    rows = _Rows(model_label or s.spec.kind, int(s.members.size), s.seed)
+    params, masks, fit_seconds = _train(s)
+    target_module = s.arch.module(params, 0)
+    found, indicator_total, intervals, boot_seconds, boot_fits, boot_used = _indicator(s, target_module)
+    whitebox = _whitebox_setup(s, params, target_module) if s.attacks_on else None
+    shadow_in = masks[:, s.evaluated]
     shadow_total = metrics_total = 0.0
-    for qlabel, q in items:
-        generator = torch.Generator(device=device).manual_seed(_seed_for(seed, qlabel))
+    for label, q in s.items:
+        # Phase 2, release: every model of the batch quantized tensor by tensor
+        generator = torch.Generator(device=s.X_pool.device).manual_seed(_seed_for(s.seed, label))
         start = time.perf_counter()
         released = release(q, params, generator)
-        outputs = arch.outputs(released, X_pool)
+        outputs = s.arch.outputs(released, s.X_pool)
         release_seconds = time.perf_counter() - start
-
-        # utility of the quantized target, and what the quantizer is
-        test_out = arch.outputs({k: v[:1] for k, v in released.items()}, X_test)[0]
-        for name, value in _performance(arch, test_out, y_test).items():
-            add(qlabel, "test", name, value)
-        target_release = _flat({k: v[:1] for k, v in released.items()})[0]
-        main = max(params, key=lambda k: params[k][0].numel())
-        add(qlabel, "quantizer", "bits_per_weight", q.bits_per_weight(params[main][0]))
-        add(qlabel, "quantizer", "sparsity", float((target_release == 0).double().mean()))
-        add(qlabel, "quantizer", "continuous_scale", float(q.scale_channel == "continuous"))
-        add(qlabel, "quantizer", "deterministic", float(q.deterministic))
-
-        # indicator
-        row = ind.loc[qlabel]
-        for name in INDICATOR_MEASUREMENTS:
-            low, high = intervals.get(qlabel, {}).get(name, (math.nan, math.nan))
-            add(qlabel, "indicator", name, row[name], low, high)
-        add(qlabel, "indicator", "bootstrap_replicates_used", boot_used)
-        add(qlabel, "cost", "indicator_seconds", row["seconds"])
-        add(qlabel, "cost", "indicator_model_fits", 1)
-
-        if not attacks_on:
+        _utility_rows(rows, s, label, q, params, released)
+        _indicator_rows(rows, label, found, intervals, boot_used)
+        if not s.attacks_on:
             continue
         start = time.perf_counter()
-        stats, losses = _statistics(arch, outputs, y_pool)
-        stats = stats[:, evaluated]
-        target_stats, shadow_stats = stats[0], stats[1:]
-        scores = {
-            "lira_online": attacks.lira_online_scores(target_stats, shadow_stats, shadow_stats,
-                                                      in_mask=shadow_in, out_mask=~shadow_in),
-            "lira_online_fixed_variance": attacks.lira_online_scores(
-                target_stats, shadow_stats, shadow_stats, in_mask=shadow_in, out_mask=~shadow_in,
-                fixed_variance=True),
-            "lira_offline": attacks.lira_offline_scores(target_stats, shadow_stats, out_mask=~shadow_in),
-            "lira_offline_fixed_variance": attacks.lira_offline_scores(target_stats, shadow_stats,
-                                                                       out_mask=~shadow_in, fixed_variance=True),
-            "loss_threshold": attacks.loss_threshold_scores(losses[0, evaluated]),
-        }
-        if q.deterministic and whitebox_ready:
-            low, high = (_flat({k: v.unsqueeze(0) for k, v in bounds.items()})[0].cpu().numpy()
-                         for bounds in _cell_bounds(q, params))
-            for name, std in (("whitebox", std_shadow), ("whitebox_sandwich_std", std_sandwich)):
-                scores[name] = (attacks.whitebox_gaussian_scores(low, high, mean, 0.5 * shifts, std)
-                                - attacks.whitebox_gaussian_scores(low, high, mean, -0.5 * shifts, std))
+        scores = _attack_scores(s, q, params, outputs, shadow_in, whitebox)
         attack_seconds = time.perf_counter() - start
-        best: dict[str, tuple] = {}
-        for name, score in scores.items():
-            metrics = attacks.attack_metrics(score, labels, n_bootstrap=n_bootstrap, seed=seed)
-            for metric in ATTACK_METRICS:
-                value = metrics[metric]
-                add(qlabel, name, metric, value, metrics[f"{metric}_low"], metrics[f"{metric}_high"])
-                if metric not in best or value > best[metric][0]:
-                    best[metric] = (value, metrics[f"{metric}_low"], metrics[f"{metric}_high"])
-        for metric, (value, low, high) in best.items():
-            add(qlabel, "best_attack", metric, value, low, high)
-        add(qlabel, "cost", "shadow_audit_seconds", fit_seconds + whitebox_setup + release_seconds + attack_seconds)
-        add(qlabel, "cost", "shadow_model_fits", 1 + n_shadow)
+        _attack_rows(rows, s, label, scores)
+        rows.add(label, "cost", "shadow_audit_seconds", fit_seconds + whitebox.seconds + release_seconds
+                 + attack_seconds)
+        rows.add(label, "cost", "shadow_model_fits", 1 + s.n_shadow)
         shadow_total += release_seconds + attack_seconds
         metrics_total += time.perf_counter() - start - attack_seconds
-    # Totals for the whole configuration (every quantizer): shared work counted once.
-    add("(all)", "cost", "training_seconds", fit_seconds)
-    add("(all)", "cost", "indicator_total_seconds", indicator_total)
-    add("(all)", "cost", "indicator_interval_seconds", boot_seconds)
-    add("(all)", "cost", "indicator_interval_model_fits", boot_fits)
-    if attacks_on:
-        add("(all)", "cost", "shadow_audit_total_seconds", fit_seconds + whitebox_setup + shadow_total)
-        add("(all)", "cost", "attack_interval_seconds", metrics_total)
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    # Phase 5, cost: totals for the whole configuration (every quantizer), shared work counted once.
+    rows.add("(all)", "cost", "training_seconds", fit_seconds)
+    rows.add("(all)", "cost", "indicator_total_seconds", indicator_total)
+    rows.add("(all)", "cost", "indicator_interval_seconds", boot_seconds)
+    rows.add("(all)", "cost", "indicator_interval_model_fits", boot_fits)
+    if s.attacks_on:
+        rows.add("(all)", "cost", "shadow_audit_total_seconds", fit_seconds + whitebox.seconds + shadow_total)
+        rows.add("(all)", "cost", "attack_interval_seconds", metrics_total)
+    return rows.frame()
 
+
+def audit(*args, **kwargs) -> pd.DataFrame:
+    """Deprecated alias of ``run_audit`` (the module and the function shared a name); removed in mislib 0.3."""
+    warnings.warn("mislib.evaluation.audit.audit is deprecated; use run_audit", DeprecationWarning, stacklevel=2)
+    return run_audit(*args, **kwargs)
 
 def _indicator_intervals(arch: Architecture, X, y, items, n_replicates: int, seed: int,
                          confidence: float = 0.95):
@@ -667,23 +570,3 @@ def _cell_bounds(q: Quantizer, params: dict):
     for name, value in params.items():
         lows[name], highs[name] = q.cell_bounds(value[0])
     return lows, highs
-
-
-def build_quantizers(specs, public_absmax: float | None = None) -> dict:
-    """``{label: Quantizer}`` from ``(label, name, params)`` triples; a parameter ``"public:<b>"`` becomes the
-    public b-bit step ``public_absmax / (2**(b-1) - 1)`` and ``"public:<b>*<f>"`` the fraction f of it."""
-    from mislib import quantizers as Q
-
-    out = {}
-    for label, name, params in specs:
-        resolved = {}
-        for key, value in params.items():
-            if isinstance(value, str) and value.startswith("public:"):
-                if public_absmax is None:
-                    raise ValueError(f"quantizer {label!r} needs a public scale: pass public_absmax")
-                bits, _, fraction = value.split(":", 1)[1].partition("*")
-                step = check_float("public_absmax", public_absmax, low=0.0, low_open=True) / (2 ** (int(bits) - 1) - 1)
-                value = step * (float(fraction) if fraction else 1.0)
-            resolved[key] = value
-        out[label] = Q.get(name, **resolved)
-    return out

@@ -103,7 +103,8 @@ class LogisticModel:
         return len(self.beta)
 
     def true_parameters(self, fit_intercept: bool = False) -> torch.Tensor:
-        """theta* in the layout of ``mislib.evaluation.trainers.fit_logistic`` (intercept last) -- without the ridge shrinkage."""
+        """theta* in the layout of ``mislib.evaluation.trainers.fit_logistic`` (intercept last) -- without the
+        ridge shrinkage."""
         beta = torch.tensor(self.beta, dtype=torch.float64)
         return torch.cat([beta, torch.tensor([self.intercept], dtype=torch.float64)]) if fit_intercept else beta
 

@@ -1,8 +1,9 @@
 """The molecular study (THEORY.md §6, issue 6): privacy against performance of quantized MLP heads.
 
-For every task (``mislib.molecules.datasets``), embedder (``mislib.molecules.embedders``) and seed, ``configuration_rows``
-runs one audit (``mislib.evaluation.audit.audit``) of an MLP head on frozen embeddings and returns its tidy rows. The steps
-that are specific to molecules live here; everything else (training target and shadows in one batched call,
+For every task (``mislib.molecules.datasets``), embedder (``mislib.molecules.embedders``) and seed,
+``configuration_rows`` runs one audit (``mislib.evaluation.audit.run_audit``) of an MLP head on frozen embeddings
+and returns its tidy rows. The steps that are specific to molecules live here (the molecules' side, steps 1-4,
+in ``mislib.studies.molecular_data``); everything else (training target and shadows in one batched call,
 release, indicator, attacks, test metrics) is ``mislib.evaluation.audit``.
 
 1. **Molecules.** ``molecules.load(task, n_molecules, seed=data_seed)``: one fixed subsample per task, the same
@@ -23,7 +24,7 @@ release, indicator, attacks, test metrics) is ``mislib.evaluation.audit``.
    same size, and the exact (Cholesky) sandwich stays cheap.
 4. **Targets.** Regression labels are standardised with the reference molecules' mean and standard deviation;
    the RMSE is reported back in the task's units (``target_scale`` times the standardised RMSE).
-5. **Audit** (``mislib.evaluation.audit.audit``) with an ``audit.ModelSpec("mlp", ...)`` and the quantizers of
+5. **Audit** (``mislib.evaluation.audit.run_audit``) with an ``audit.ModelSpec("mlp", ...)`` and the quantizers of
    ``STUDY_QUANTIZERS``.
 
 The table ``data/results/molecular.csv`` (``run_study``, resumable through ``experiments.cached_grid``) has the
@@ -42,38 +43,34 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from mislib.evaluation import agreement
+from mislib.evaluation.quantizer_specs import build_quantizers, select_specs
 from mislib.infra.checks import check_choice, check_float, check_int
+from mislib.studies.molecular_data import (CONTINUOUS_EMBEDDERS, EMBEDDERS, TASKS,  # noqa: F401  (re-exported)
+                                            Featuriser, MolecularSplit, PreparedTask, prepare, split_molecules)
 
-TASKS = ("b3db_classification", "b3db_regression", "freesolv", "solubility")
-EMBEDDERS = ("ecfp4", "maccs", "rdkit2d", "minimol")
-CONTINUOUS_EMBEDDERS = ("rdkit2d", "minimol")   # standardised before the projection; fingerprints stay 0/1
+# (The molecules' side of the study, steps 1-4 of the notes, is mislib.studies.molecular_data.)
 
-# (label, quantizer name, parameters), in the order figures and tables list them. All but identity and pruning
-# publish a float32 scale or codebook computed from the weights (a continuous channel, THEORY.md §2).
-STUDY_QUANTIZERS = (
-    ("identity", "identity", {}),
-    ("uniform 8-bit", "uniform", {"bits": 8}),
-    ("uniform 4-bit", "uniform", {"bits": 4}),
-    ("uniform 2-bit", "uniform", {"bits": 2}),
-    ("k-means 3-bit", "kmeans", {"bits": 3}),
-    ("ternary absmean", "ternary_absmean", {}),
-    ("ternary 90% sparse", "ternary_sparsity", {"sparsity": 0.9}),
-    ("sign", "sign", {}),
-    ("pruning 50%", "magnitude_pruning", {"sparsity": 0.5}),
-    ("pruning 90%", "magnitude_pruning", {"sparsity": 0.9}),
-)
+# The quantizers of the study, drawn from the one catalogue (``quantizer_specs.QUANTIZER_SPECS``), in the order
+# figures and tables list them. All but identity and pruning publish a float32 scale or codebook computed from
+# the weights (a continuous channel, THEORY.md §2).
+STUDY_QUANTIZERS = select_specs(("identity", "uniform 8-bit", "uniform 4-bit", "uniform 2-bit", "k-means 3-bit",
+                                 "ternary absmean", "ternary 90% sparse", "sign", "pruning 50%", "pruning 90%"))
 REFERENCE_QUANTIZER = "identity"
 LOW_BITS = 2.0   # "aggressive" quantizers in the conclusions: at most this many bits per stored weight
 
+# The reference attack, as (method, measurement): LiRA's online test with one pooled variance, what Carlini et
+# al. (2022) recommend below 64 shadow models.
+LIRA = ("lira_online_fixed_variance", "auc")
+# One audited configuration: the releases of one target are compared with each other within it.
+CONFIGURATION = ("task", "embedder", "seed")
 # The privacy and performance measurements the summaries use: (column, method, measurement).
-# LiRA: the online test with one pooled variance, what Carlini et al. (2022) recommend below 64 shadow models.
 PRIVACY_COLUMNS = (
-    ("lira_auc", "lira_online_fixed_variance", "auc"),
+    ("lira_auc", *LIRA),
     ("lira_advantage", "lira_online_fixed_variance", "advantage"),
     ("lira_tpr_at_1pct_fpr", "lira_online_fixed_variance", "tpr_at_1pct_fpr"),
     ("loss_attack_auc", "loss_threshold", "auc"),
@@ -97,176 +94,8 @@ INIT_SEED_STRIDE = 1000
 FAILURE_MEASUREMENT = "hessian_not_positive_definite"   # method "failure": value = initialisations tried
 
 
-# ---------------------------------------------------------------------------------------------------- split
-
-@dataclass(frozen=True)
-class MolecularSplit:
-    """Indices (into a task's molecules) of the three disjoint parts; see ``split_molecules``."""
-
-    reference: np.ndarray
-    test: np.ndarray
-    pool: np.ndarray
-
-
-def _fraction(name: str, value) -> float:
-    return check_float(name, value, low=0.0, high=1.0, low_open=True, high_open=True)
-
-
-def split_molecules(y, kind: str, *, reference_fraction: float = 0.2, test_fraction: float = 0.2,
-                    seed: int = 0) -> MolecularSplit:
-    """Split ``len(y)`` molecules into reference / test / pool parts (sorted index arrays, disjoint, covering).
-
-    Sizes: ``round(reference_fraction * N)`` and ``round(test_fraction * N)``, the pool gets the rest; each part
-    must be non-empty and the pool needs at least 8 molecules (the audit trains on half of it). For
-    classification the reference and test parts keep the class proportions (largest remainder per class), and
-    the pool gets the rest of every class."""
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"y must be 1-d (one label per molecule), got shape {y.shape}")
-    check_choice("kind", kind, ("classification", "regression"))
-    reference_fraction = _fraction("reference_fraction", reference_fraction)
-    test_fraction = _fraction("test_fraction", test_fraction)
-    if reference_fraction + test_fraction >= 1:
-        raise ValueError(f"reference_fraction + test_fraction must be < 1 (the rest is the pool), got "
-                         f"{reference_fraction} + {test_fraction}")
-    seed = check_int("seed", seed, minimum=0)
-    n = y.size
-    n_reference, n_test = round(reference_fraction * n), round(test_fraction * n)
-    if n_reference < 1 or n_test < 1 or n - n_reference - n_test < 8:
-        raise ValueError(f"{n} molecules are too few for reference_fraction={reference_fraction} and "
-                         f"test_fraction={test_fraction}: each part needs a molecule and the pool 8")
-    rng = np.random.default_rng([seed, 6])
-    if kind == "regression":
-        order = rng.permutation(n)
-        parts = [order[:n_reference], order[n_reference:n_reference + n_test], order[n_reference + n_test:]]
-    else:
-        parts = [[], [], []]
-        classes = np.unique(y)
-        groups = [rng.permutation(np.flatnonzero(y == c)) for c in classes]
-        taken = np.zeros(len(classes), dtype=int)
-        for part, size in ((0, n_reference), (1, n_test)):
-            exact = size * np.array([g.size for g in groups]) / n
-            take = np.floor(exact).astype(int)
-            for k in np.argsort(-(exact - take), kind="stable")[: size - take.sum()]:
-                take[k] += 1
-            for k, group in enumerate(groups):
-                parts[part].extend(group[taken[k]:taken[k] + take[k]])
-            taken += take
-        for k, group in enumerate(groups):
-            parts[2].extend(group[taken[k]:])
-        parts = [np.asarray(p, dtype=np.int64) for p in parts]
-    return MolecularSplit(*(np.sort(p).astype(np.int64) for p in parts))
-
-
-# ------------------------------------------------------------------------------------------------- features
-
-class Featuriser:
-    """Embedding -> model inputs, fitted on reference molecules only (see the module notes, step 3).
-
-    ``standardise``: impute and standardise first (continuous embedders), clipped at ``clip``. Then the first
-    ``n_features`` principal components of the (centred) reference rows, each divided by its standard
-    deviation on the reference rows, so that every input has unit variance there. Component signs are fixed
-    (largest loading positive), so the same data give the same features."""
-
-    def __init__(self, n_features: int, *, standardise: bool, clip: float = 5.0):
-        self.n_features = check_int("n_features", n_features, minimum=1)
-        self.standardise = bool(standardise)
-        self.clip = check_float("clip", clip, low=0.0, low_open=True)
-
-    def fit(self, reference: np.ndarray) -> "Featuriser":
-        from mislib.molecules.embedders import Standardiser
-
-        reference = _finite_matrix("reference", reference, allow_nan=self.standardise)
-        if self.standardise:
-            self.standardiser_ = Standardiser(clip=self.clip).fit(reference)
-            reference = self.standardiser_.transform(reference).astype(np.float64)
-        self.mean_ = reference.mean(axis=0)
-        centred = reference - self.mean_
-        _, singular, vt = np.linalg.svd(centred, full_matrices=False)
-        std = singular / math.sqrt(max(1, reference.shape[0] - 1))
-        usable = int(np.sum(std > 1e-8 * max(float(std.max(initial=0.0)), 1e-300)))
-        if usable < self.n_features:
-            raise ValueError(f"n_features={self.n_features} principal components asked for, but the "
-                             f"{reference.shape[0]} reference molecules span only {usable} directions: use more "
-                             "molecules (a larger reference_fraction) or fewer features")
-        components = vt[: self.n_features]
-        signs = np.sign(components[np.arange(self.n_features), np.abs(components).argmax(axis=1)])
-        self.components_ = components * signs[:, None]
-        self.scale_ = std[: self.n_features]
-        return self
-
-    def transform(self, matrix: np.ndarray) -> np.ndarray:
-        if not hasattr(self, "components_"):
-            raise RuntimeError("Featuriser.transform called before fit")
-        matrix = _finite_matrix("matrix", matrix, allow_nan=self.standardise)
-        if self.standardise:
-            matrix = self.standardiser_.transform(matrix).astype(np.float64)
-        if matrix.shape[1] != self.mean_.size:
-            raise ValueError(f"matrix has {matrix.shape[1]} columns, the featuriser was fitted on "
-                             f"{self.mean_.size}")
-        return ((matrix - self.mean_) @ self.components_.T) / self.scale_
-
-
-def _finite_matrix(name: str, value, allow_nan: bool) -> np.ndarray:
-    value = np.asarray(value, dtype=np.float64)
-    if value.ndim != 2 or value.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty 2-d array [molecules, features], got shape {value.shape}")
-    if not allow_nan and not np.isfinite(value).all():
-        raise ValueError(f"{name} has {int((~np.isfinite(value)).sum())} NaN or infinite entries; only "
-                         "continuous embedders (standardise=True) are imputed")
-    return value
-
-
-# ------------------------------------------------------------------------------------------- one configuration
-
-@dataclass
-class PreparedTask:
-    """Model inputs of one task, embedder and seed (what ``audit.audit`` receives), and their bookkeeping."""
-
-    X_pool: np.ndarray
-    y_pool: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-    kind: str
-    target_scale: float      # regression: the reference labels' standard deviation (1.0 for classification)
-    n_molecules: int         # molecules embedded successfully
-    n_failed: int            # molecules the embedder could not handle (dropped)
-    split: MolecularSplit
-
-
-def prepare(task: str, embedder: str, *, n_molecules, seed: int, n_features: int, data_seed: int = 0,
-            reference_fraction: float = 0.2, test_fraction: float = 0.2, clip: float = 5.0,
-            progress: bool = False) -> PreparedTask:
-    """Load, embed (cached), split and featurise one task for one seed (module notes, steps 1-4)."""
-    from mislib.molecules import embedders
-    from mislib.molecules import datasets as molecules
-
-    check_choice("task", task, TASKS)
-    check_choice("embedder", embedder, EMBEDDERS)
-    data = molecules.load(task, n_molecules=n_molecules, seed=data_seed)
-    X = embedders.embed_cached(data, embedder, progress=progress)
-    failed = embedders.failed_rows(X)
-    X, y = X[~failed], data.y[~failed]
-    split = split_molecules(y, data.kind, reference_fraction=reference_fraction, test_fraction=test_fraction,
-                            seed=seed)
-    featuriser = Featuriser(n_features, standardise=embedder in CONTINUOUS_EMBEDDERS, clip=clip)
-    featuriser.fit(X[split.reference])
-    y = y.astype(np.float64)
-    scale = 1.0
-    if data.kind == "regression":
-        centre, scale = float(y[split.reference].mean()), float(y[split.reference].std())
-        if not scale > 0:
-            raise ValueError(f"{task}: the reference molecules all have the same label; cannot standardise")
-        y = (y - centre) / scale
-    return PreparedTask(X_pool=featuriser.transform(X[split.pool]), y_pool=y[split.pool],
-                        X_test=featuriser.transform(X[split.test]), y_test=y[split.test], kind=data.kind,
-                        target_scale=scale, n_molecules=int(len(y)), n_failed=int(failed.sum()), split=split)
-
-
 def study_quantizers(specs=STUDY_QUANTIZERS) -> dict:
-    """``{label: Quantizer}`` for ``(label, name, params)`` triples (``audit.build_quantizers``)."""
-    from mislib.evaluation.audit import build_quantizers
-
+    """``{label: Quantizer}`` for ``(label, name, params)`` triples (``quantizer_specs.build_quantizers``)."""
     return build_quantizers([tuple(s) for s in specs])
 
 
@@ -297,11 +126,11 @@ def configuration_rows(item: dict) -> pd.DataFrame:
         spec = audit.ModelSpec(kind="mlp", task=prepared.kind, ridge=item["ridge"], hidden=item["hidden"],
                                n_iter=item["n_iter"], lr=item["lr"], init_seed=init_seed)
         try:
-            table = audit.audit(as_tensor(prepared.X_pool), as_tensor(prepared.y_pool), as_tensor(prepared.X_test),
-                                as_tensor(prepared.y_test), quantizers, model=spec, n_shadow=item["n_shadow"],
-                                seed=seed, n_bootstrap=item["n_bootstrap"],
-                                indicator_bootstrap=item["indicator_bootstrap"], device=item.get("device"),
-                                model_label=f"mlp (hidden {item['hidden']})")
+            table = audit.run_audit(as_tensor(prepared.X_pool), as_tensor(prepared.y_pool),
+                                    as_tensor(prepared.X_test), as_tensor(prepared.y_test), quantizers, model=spec,
+                                    n_shadow=item["n_shadow"], seed=seed, n_bootstrap=item["n_bootstrap"],
+                                    indicator_bootstrap=item["indicator_bootstrap"], device=item.get("device"),
+                                    model_label=f"mlp (hidden {item['hidden']})")
             break
         except ValueError as error:
             if "positive definite" not in str(error):
@@ -322,6 +151,35 @@ def configuration_rows(item: dict) -> pd.DataFrame:
     for position, (name, value) in enumerate(ids.items()):
         table.insert(position, name, value)
     return table
+
+
+HEAD_HIDDEN = 4   # hidden units of the MLP head, the same at both presets (notebook 06, section 1)
+
+
+def preset_sizes(preset: str, seed: int = 0) -> dict:
+    """The sizes of the study at a preset (``smoke``: one seed, 100 molecules per task, 8 features; ``paper``:
+    three seeds from ``seed``, 800 molecules per task and the whole of FreeSolv, 32 features)."""
+    from mislib.infra.presets import preset_config
+
+    return preset_config(
+        preset,
+        smoke=dict(seeds=[seed], n_molecules={task: 100 for task in TASKS}, n_features=8, n_iter=200,
+                   n_shadow=4, n_bootstrap=20, indicator_bootstrap=0),
+        paper=dict(seeds=[seed, seed + 1, seed + 2],
+                   n_molecules={"b3db_classification": 800, "b3db_regression": 800, "freesolv": None,
+                                "solubility": 800},
+                   n_features=32, n_iter=500, n_shadow=16, n_bootstrap=200, indicator_bootstrap=20),
+    )
+
+
+def study_settings(sizes: dict, hidden: int = HEAD_HIDDEN) -> dict:
+    """The settings of ``run_study`` (every key of ``SETTING_KEYS``) from a preset's sizes (``preset_sizes``):
+    the fixed choices of the study (splits 0.2 / 0.2, clipping at 5 sd, ridge 0.03, learning rate 0.02) and
+    the sizes."""
+    return dict(n_molecules=sizes["n_molecules"], data_seed=0, reference_fraction=0.2, test_fraction=0.2,
+                n_features=sizes["n_features"], clip=5.0, hidden=hidden, ridge=0.03, n_iter=sizes["n_iter"], lr=0.02,
+                n_shadow=sizes["n_shadow"], n_bootstrap=sizes["n_bootstrap"],
+                indicator_bootstrap=sizes["indicator_bootstrap"])
 
 
 def study_items(tasks: Sequence[str] = TASKS, embedders: Sequence[str] = EMBEDDERS,
@@ -491,22 +349,6 @@ def quantizer_ranking(table: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["lira_auc", "lira_rank"]).reset_index()
 
 
-def indicator_agreement(table: pd.DataFrame, indicators: Sequence[str] = ("r_soft", "r_min")) -> pd.DataFrame:
-    """How each indicator orders the quantizers against LiRA (``audit.agreement_table`` within each task, embedder
-    and seed, pooled by ``audit.pooled_agreement``): one row per indicator with the number of pairs whose LiRA
-    intervals are separated, the fraction the indicator orders the same way, and the mean Kendall tau."""
-    from mislib.evaluation.agreement import agreement_table, pooled_agreement
-
-    table = check_table(table)
-    lira = next((m, s) for c, m, s in PRIVACY_COLUMNS if c == "lira_auc")
-    rows = []
-    for name in indicators:
-        agreement = agreement_table(table, score=("indicator", name), reference=lira,
-                                    by=("task", "embedder", "seed"))
-        rows.append({"indicator": name, **pooled_agreement(agreement)})
-    return pd.DataFrame(rows)
-
-
 def conclusions(table: pd.DataFrame, *, tolerance: float = 0.02) -> dict:
     """The statements of the notebook, computed from the table (numbers rounded only when printed).
 
@@ -517,7 +359,7 @@ def conclusions(table: pd.DataFrame, *, tolerance: float = 0.02) -> dict:
     - per task kind: the identity release's mean LiRA AUC (``identity_lira_auc_<kind>``) and how much the most
       private quantizer lowers it (``privacy_gain_<kind>``);
     - ``<indicator>_concordant_fraction`` and ``<indicator>_separated_pairs`` for ``r_soft`` and ``r_min``
-      (``indicator_agreement``);
+      (``mislib.evaluation.agreement.indicator_agreement`` against LiRA, within each ``CONFIGURATION``);
     - ``low_bit_quantizers``: those storing at most ``LOW_BITS`` bits per weight, most private first, with the
       ranges of their mean LiRA AUC and performance changes;
     - ``recommended``: the most private quantizer (lowest mean LiRA AUC) whose mean performance loss is at most
@@ -541,6 +383,15 @@ def conclusions(table: pd.DataFrame, *, tolerance: float = 0.02) -> dict:
         "n_seeds": int(wide["seed"].nunique()),
         "tolerance": tolerance,
     }
+    out.update(_costs_by_kind(wide, best_lira))
+    out.update(_agreement_low_bits_and_recommendation(table, ranking, tolerance))
+    return out
+
+
+def _costs_by_kind(wide: pd.DataFrame, best_lira: str) -> dict:
+    """Per task kind: what the most private quantizer costs, the identity release's LiRA AUC and performance,
+    and the privacy gained; the accuracy change for classification (``conclusions``)."""
+    out = {}
     for kind in ("classification", "regression"):
         part = wide[wide["task_kind"] == kind]
         if part.empty:
@@ -554,12 +405,19 @@ def conclusions(table: pd.DataFrame, *, tolerance: float = 0.02) -> dict:
         part = wide[wide["task_kind"] == "classification"].set_index(["task", "embedder", "seed", "quantizer"])
         accuracy = part["accuracy"].unstack("quantizer")
         out["accuracy_change"] = float((accuracy[best_lira] - accuracy[REFERENCE_QUANTIZER]).mean())
+    return out
+
+
+def _agreement_low_bits_and_recommendation(table: pd.DataFrame, ranking: pd.DataFrame, tolerance: float) -> dict:
+    """The indicators' agreement with LiRA, the low-bit quantizers' ranges and the recommendation
+    (``conclusions``)."""
+    out = {}
     changes = [c for c in ("performance_change_classification", "performance_change_regression")
                if c in ranking.columns and ranking[c].notna().any()]
-    agreement = indicator_agreement(table).set_index("indicator")
-    for name in agreement.index:
-        out[f"{name}_concordant_fraction"] = float(agreement.loc[name, "concordant_fraction"])
-        out[f"{name}_separated_pairs"] = int(agreement.loc[name, "n_separated"])
+    against_lira = agreement.indicator_agreement(table, reference=LIRA, by=CONFIGURATION).set_index("indicator")
+    for name in against_lira.index:
+        out[f"{name}_concordant_fraction"] = float(against_lira.loc[name, "concordant_fraction"])
+        out[f"{name}_separated_pairs"] = int(against_lira.loc[name, "n_separated"])
     bits = quantizer_overview(table).set_index("quantizer")["bits_per_weight"]
     low = ranking[ranking["quantizer"].map(bits) <= LOW_BITS]
     out["low_bit_quantizers"] = low["quantizer"].tolist()
@@ -577,6 +435,15 @@ def conclusions(table: pd.DataFrame, *, tolerance: float = 0.02) -> dict:
         for c in changes:
             out[f"recommended_{c}"] = float(pick[c])
     return out
+
+
+def indicator_agreement(table: pd.DataFrame, indicators: Sequence[str] = ("r_soft", "r_min")) -> pd.DataFrame:
+    """Deprecated: ``mislib.evaluation.agreement.indicator_agreement(table, indicators, reference=LIRA,
+    by=CONFIGURATION)``; removed in mislib 0.3."""
+    warnings.warn("mislib.studies.molecular.indicator_agreement is deprecated; use "
+                  "mislib.evaluation.agreement.indicator_agreement(table, reference=LIRA, by=CONFIGURATION)",
+                  DeprecationWarning, stacklevel=2)
+    return agreement.indicator_agreement(check_table(table), indicators, reference=LIRA, by=CONFIGURATION)
 
 
 def conclusions_text(found: dict) -> str:

@@ -7,36 +7,20 @@ import math
 import warnings
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 import torch
 
-from mislib.evaluation.audit import COLUMNS, ModelSpec, Architecture, audit, build_quantizers, influence_shifts
+from mislib.evaluation.audit import COLUMNS, Architecture, ModelSpec, insertion_influence, run_audit
+from mislib.evaluation.quantizer_specs import QUANTIZER_SPECS, build_quantizers
 
 # ------------------------------------------------------------------------------- the synthetic ranking study
 
-# (label, quantizer name, parameters). A parameter "public:<b>" is replaced by the public b-bit scale: the
-# absmax step max|w| / (2**(b-1) - 1) of a reference model trained on public data (an independent sample of
-# the same law, the same size), so that "uniform 4-bit, public scale" and "stochastic rounding" share the grid
-# that "uniform 4-bit" would compute, but fixed in advance instead of learned from the private data.
-STUDY_QUANTIZERS = (
-    ("identity", "identity", {}),
-    ("uniform 8-bit", "uniform", {"bits": 8}),
-    ("uniform 4-bit", "uniform", {"bits": 4}),
-    ("uniform 3-bit", "uniform", {"bits": 3}),
-    ("uniform 2-bit", "uniform", {"bits": 2}),
-    ("uniform 4-bit, power-of-two scale", "uniform", {"bits": 4, "scale_format": "pow2"}),
-    ("uniform 4-bit, public scale", "uniform", {"bits": 4, "scale_format": "public", "scale": "public:4"}),
-    ("sign", "sign", {}),
-    ("ternary absmean", "ternary_absmean", {}),
-    ("ternary 33% sparse", "ternary_sparsity", {"sparsity": 0.33}),
-    ("ternary 50% sparse", "ternary_sparsity", {"sparsity": 0.5}),
-    ("ternary 90% sparse", "ternary_sparsity", {"sparsity": 0.9}),
-    ("pruning 33%", "magnitude_pruning", {"sparsity": 0.33}),
-    ("pruning 50%", "magnitude_pruning", {"sparsity": 0.5}),
-    ("pruning 90%", "magnitude_pruning", {"sparsity": 0.9}),
-    ("k-means 3-bit", "kmeans", {"bits": 3}),
-    ("stochastic rounding, public 4-bit grid", "stochastic_rounding", {"step": "public:4"}),
-)
+# The quantizers of the high-dimensional study: the whole catalogue (``quantizer_specs.QUANTIZER_SPECS``). Its
+# public grids ("public:<b>") use the absmax step of a reference model trained on public data (an independent
+# sample of the same law, the same size), so that "uniform 4-bit, public scale" and "stochastic rounding" share
+# the grid that "uniform 4-bit" would compute, but fixed in advance instead of learned from the private data.
+STUDY_QUANTIZERS = QUANTIZER_SPECS
 
 # The low-dimensional variant: a one-parameter logistic model, where the Monte-Carlo Bayes-optimal Delta_n is
 # feasible because every release below takes few values (a float scale or full-precision weights would give a
@@ -109,9 +93,9 @@ def synthetic_configuration(item: dict) -> pd.DataFrame:
     X_pool, y_pool = _draw(law, 2 * n, _sample_seed(seed, n, 1), centre)
     X_test, y_test = _draw(law, item["n_test"], _sample_seed(seed, n, 2), centre)
     quantizers = build_quantizers(item["quantizers"], public_absmax(item, item["model"], n))
-    table = audit(X_pool, y_pool, X_test, y_test, quantizers, model=_model_spec(item, item["model"]),
-                  n_shadow=item["n_shadow"], seed=seed, n_bootstrap=item["n_bootstrap"],
-                  indicator_bootstrap=item["indicator_bootstrap"], device=item.get("device"))
+    table = run_audit(X_pool, y_pool, X_test, y_test, quantizers, model=_model_spec(item, item["model"]),
+                      n_shadow=item["n_shadow"], seed=seed, n_bootstrap=item["n_bootstrap"],
+                      indicator_bootstrap=item["indicator_bootstrap"], device=item.get("device"))
     table.insert(0, "dataset", item["dataset"])
     return table
 
@@ -154,7 +138,7 @@ def montecarlo_configuration(item: dict) -> pd.DataFrame:
     with torch.no_grad():
         module.linear.weight.copy_(mean.reshape(1, -1))
     X_t, y_t = sims.targets
-    shifts = influence_shifts(module, X_big, y_big, X_t, y_t, "logistic", ridge=ridge) * (X_big.shape[0] / n)
+    shifts = insertion_influence(module, X_big, y_big, X_t, y_t, "logistic", ridge=ridge) * (X_big.shape[0] / n)
     whitebox = {"mean_out": mean.numpy(), "std": std.numpy(), "shifts": shifts.numpy()}
     quantizers = build_quantizers(item["quantizers"], public_absmax(item, "logistic", n))
     rows = []
@@ -163,21 +147,25 @@ def montecarlo_configuration(item: dict) -> pd.DataFrame:
         res = montecarlo.montecarlo_delta(sims, q, label=label, seed=seed, whitebox=whitebox)
         base = {"dataset": item["dataset"], "model": "logistic", "quantizer": label, "sample_size": n,
                 "seed": seed, "method": "monte_carlo"}
-        best = max((res.lower_bound, res.lower_bound_low, res.lower_bound_high),
-                   (res.rule_lower_bound, res.rule_lower_bound_low, res.rule_lower_bound_high),
-                   key=lambda t: -math.inf if math.isnan(t[0]) else t[0])
-        for measurement, value, low, high in (
+        rows.extend(_montecarlo_rows(res, base))
+    return pd.DataFrame(rows)
+
+
+def _montecarlo_rows(res, base: dict) -> list[dict]:
+    """The tidy rows of one quantizer's Monte-Carlo estimate (``montecarlo_configuration``)."""
+    best = max((res.lower_bound, res.lower_bound_low, res.lower_bound_high),
+               (res.rule_lower_bound, res.rule_lower_bound_low, res.rule_lower_bound_high),
+               key=lambda t: -math.inf if math.isnan(t[0]) else t[0])
+    return [{**base, "measurement": measurement, "value": float(value), "value_low": float(low),
+             "value_high": float(high)}
+            for measurement, value, low, high in (
                 ("delta_lower_bound", res.lower_bound, res.lower_bound_low, res.lower_bound_high),
-                ("delta_rule_lower_bound", res.rule_lower_bound, res.rule_lower_bound_low,
-                 res.rule_lower_bound_high),
+                ("delta_rule_lower_bound", res.rule_lower_bound, res.rule_lower_bound_low, res.rule_lower_bound_high),
                 ("delta_best_lower_bound", *best),
                 ("delta_plug_in", res.plug_in, res.plug_in_low, res.plug_in_high),
                 ("distinct_fraction", res.distinct_fraction, math.nan, math.nan),
                 ("model_fits", res.model_fits, math.nan, math.nan),
-                ("seconds", res.seconds, math.nan, math.nan)):
-            rows.append({**base, "measurement": measurement, "value": float(value), "value_low": float(low),
-                         "value_high": float(high)})
-    return pd.DataFrame(rows)
+                ("seconds", res.seconds, math.nan, math.nan))]
 
 
 def _warm_up():
@@ -189,7 +177,7 @@ def _warm_up():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for kind in ("logistic", "mlp"):
-            audit(X, y, X, y, {"identity": Q.get("identity")},
+            run_audit(X, y, X, y, {"identity": Q.get("identity")},
                   model=ModelSpec(kind=kind, hidden=2, n_iter=200, ridge=1e-2), n_shadow=4, n_bootstrap=0)
 
 
@@ -309,3 +297,271 @@ def indicator_vs_montecarlo(table: pd.DataFrame) -> pd.DataFrame:
     right = wide_table(mc, [("monte_carlo", "delta_best_lower_bound"), ("monte_carlo", "delta_plug_in"),
                        ("monte_carlo", "distinct_fraction")], ["dataset", "model", "sample_size", "quantizer"])
     return left.merge(right, on=["dataset", "model", "sample_size", "quantizer"], how="inner")
+
+
+# ------------------------------------------------------------------------------------------- the notebook
+
+def preset_sizes(preset: str, seed: int = 0) -> dict:
+    """The sizes of the study at a preset (``smoke``: seconds; ``paper``: the published tables), the arguments of
+    ``synthetic_ranking_settings``; seeds start at ``seed``."""
+    from mislib.infra.presets import preset_config
+
+    return preset_config(
+        preset,
+        smoke=dict(dim=32, sample_sizes=[32, 64], seeds=[seed], lowdim_sample_sizes=[64, 256], lowdim_seeds=[seed],
+                   n_shadow=8, n_bootstrap=50, indicator_bootstrap=4, n_test=500, mc_targets=40, mc_retrain=40,
+                   hidden=2, n_iter=150),
+        paper=dict(dim=128, sample_sizes=[32, 64, 128, 256, 512], seeds=[seed, seed + 1],
+                   lowdim_sample_sizes=[16, 32, 64, 128, 256], lowdim_seeds=[seed, seed + 1, seed + 2],
+                   n_shadow=64, n_bootstrap=200, indicator_bootstrap=16, n_test=2000, mc_targets=200,
+                   mc_retrain=200, hidden=2, n_iter=300),
+    )
+
+
+def describe_quantizers(specs) -> pd.DataFrame:
+    """One row per ``(label, name, params)`` triple: the quantizer function, its parameters, whether it is
+    deterministic and which scale channel it has (public steps resolved with a unit absmax)."""
+    built = build_quantizers(specs, public_absmax=1.0)
+    return pd.DataFrame([{"quantizer": label, "function": name, "parameters": params,
+                          "deterministic": built[label].deterministic, "scale": built[label].scale_channel}
+                         for label, name, params in specs]).set_index("quantizer")
+
+
+def overview(table: pd.DataFrame, dataset: str, model: str, n: int, seed: int = 0) -> pd.DataFrame:
+    """Every quantizer of one audited configuration, most attackable first: the best attack's AUC with its
+    interval, the test accuracy, ``r_min`` and ``r_soft`` (with the scale channel) and the number of
+    coordinates the indicator puts at risk, ``exp(-n r_soft)``."""
+    part = table[(table.dataset == dataset) & (table.model == model) & (table.sample_size == n) & (table.seed == seed)]
+    wide = wide_table(part, [("best_attack", "auc"), ("test", "accuracy"), ("indicator", "r_min_with_scale"),
+                             ("indicator", "r_soft_with_scale")], ["quantizer"])
+    wide["coordinates at risk"] = np.exp(-n * wide["indicator.r_soft_with_scale"])
+    keep = ["quantizer", "best_attack.auc", "best_attack.auc_low", "best_attack.auc_high", "test.accuracy",
+            "indicator.r_min_with_scale", "indicator.r_soft_with_scale", "coordinates at risk"]
+    return wide[keep].sort_values("best_attack.auc", ascending=False).set_index("quantizer")
+
+
+def deterministic_quantizers(table: pd.DataFrame, dataset: str) -> list[str]:
+    """The labels of the deterministic quantizers audited on ``dataset`` (sorted)."""
+    flags = table[(table.method == "quantizer") & (table.measurement == "deterministic") & (table.value == 1)]
+    return sorted(set(flags[flags.dataset == dataset].quantizer))
+
+
+def pooled_value(pooled: pd.DataFrame, dataset: str, model: str, reference: str, score: str,
+                 field: str = "concordant_fraction") -> float:
+    """One number of a pooled agreement table (``agreement.pooled_agreement`` by data set, model, reference and
+    score): ``field`` for that data set, model, reference and score.
+
+    Raises
+    ------
+    ValueError
+        If no row, or more than one, matches.
+    """
+    row = pooled[(pooled.dataset == dataset) & (pooled.model == model) & (pooled.reference == reference)
+                 & (pooled.score == score)]
+    if len(row) != 1:
+        raise ValueError(f"{len(row)} pooled rows for {dataset!r}, {model!r}, reference {reference!r}, score "
+                         f"{score!r}; expected one (pool by data set, model, reference and score)")
+    return float(row[field].iloc[0])
+
+
+ATTACK, TRUTH = "best_attack.auc", "monte_carlo.delta_best_lower_bound"
+R_MIN, R_SOFT, BITS = "indicator.r_min_with_scale", "indicator.r_soft_with_scale", "quantizer.bits_per_weight"
+
+
+def conclusions(pooled: pd.DataFrame, high: str, low: str, dim: int):
+    """What notebook 05 concludes on ranking (§3), from the pooled agreement table: per model of the
+    high-dimensional data set ``high``, against the best attack, the concordant fractions of ``r_soft``,
+    ``r_min`` and fewer bits, the pairs separated and the mean Kendall taus; in dimension 1 (``low``), against
+    the Monte-Carlo truth (key ``"dimension 1"``), the same fractions, and the pairs the best attack separates
+    there (``attack_separated_low``)."""
+    from mislib.studies.findings import Conclusions
+
+    def value(dataset, model, reference, score, field="concordant_fraction"):
+        return pooled_value(pooled, dataset, model, reference, score, field)
+
+    values, lines = {}, []
+    for model in ("logistic", "mlp"):
+        found = {"r_soft": value(high, model, ATTACK, R_SOFT), "r_min": value(high, model, ATTACK, R_MIN),
+                 "bits": value(high, model, ATTACK, BITS),
+                 "r_soft_separated": value(high, model, ATTACK, R_SOFT, "n_separated"),
+                 "r_soft_tau": value(high, model, ATTACK, R_SOFT, "mean_kendall_tau"),
+                 "r_min_tau": value(high, model, ATTACK, R_MIN, "mean_kendall_tau")}
+        values[model] = found
+        lines.append(f"dimension {dim}, {model}, against the best attack: concordant pairs r_soft "
+                     f"{found['r_soft']:.1%}, r_min {found['r_min']:.1%}, fewer bits {found['bits']:.1%} of "
+                     f"{found['r_soft_separated']:.0f} separated pairs; Kendall tau r_soft {found['r_soft_tau']:.2f}, "
+                     f"r_min {found['r_min_tau']:.2f}")
+    truth = {"r_min": value(low, "logistic", TRUTH, R_MIN), "r_soft": value(low, "logistic", TRUTH, R_SOFT),
+             "bits": value(low, "logistic", TRUTH, BITS),
+             "r_soft_separated": value(low, "logistic", TRUTH, R_SOFT, "n_separated")}
+    values["dimension 1"] = truth
+    lines.append(f"dimension 1, against the Monte-Carlo Delta_n: concordant pairs r_min {truth['r_min']:.1%}, "
+                 f"r_soft {truth['r_soft']:.1%}, fewer bits {truth['bits']:.1%} of {truth['r_soft_separated']:.0f} "
+                 "separated pairs")
+    values["attack_separated_low"] = value(low, "logistic", ATTACK, R_SOFT, "n_separated")
+    lines.append(f"dimension 1, pairs separated by the best attack: {values['attack_separated_low']:.0f}")
+    return Conclusions(values, lines)
+
+
+def cost_conclusions(table: pd.DataFrame, high: str, dim: int):
+    """What notebook 05 concludes on cost (§5): the median costs per data set and model (``summary``), the share
+    of the shadow audit's time the indicator's bootstrap intervals cost (``interval_share``, median over the
+    high-dimensional configurations), the Monte-Carlo ground truth's model fits and seconds, and the range of
+    the shadow audit's cost over the indicator's in dimension ``dim`` (``ratio_min``, ``ratio_median``,
+    ``ratio_max``)."""
+    from mislib.studies.findings import Conclusions
+
+    costs = cost_summary(table)
+    summary = costs.groupby(["dataset", "model"]).agg(
+        indicator_s=("indicator_total_seconds", "median"),
+        indicator_intervals_s=("indicator_interval_seconds", "median"),
+        shadow_audit_s=("shadow_audit_total_seconds", "median"),
+        attack_intervals_s=("attack_interval_seconds", "median"),
+        ratio_min=("shadow_over_indicator", "min"), ratio_median=("shadow_over_indicator", "median"),
+        indicator_fits=("indicator_model_fits", "max"), interval_fits=("indicator_interval_model_fits", "max"),
+        shadow_fits=("shadow_model_fits", "max"))
+    mc_cost = table[(table.method == "monte_carlo") & (table.measurement.isin(["seconds", "model_fits"]))]
+    mc_cost = mc_cost.groupby("measurement").value.median()
+    high_costs = costs[costs.dataset == high]
+    interval_share = (high_costs.indicator_interval_seconds / high_costs.shadow_audit_total_seconds).median()
+    ratio = high_costs.shadow_over_indicator
+    lines = [summary.round(3).to_string(),
+             f"the indicator's bootstrap intervals ({int(costs.indicator_interval_model_fits.max())} retrainings) "
+             f"cost {interval_share:.2f} of the shadow audit's time at the median",
+             f"\nMonte-Carlo ground truth (dimension 1): {mc_cost['model_fits']:.0f} model fits, "
+             f"{mc_cost['seconds']:.1f} s per sample size (median)",
+             f"dimension {dim}: the shadow audit costs {ratio.min():.0f} to {ratio.max():.0f} times the indicator "
+             f"(median {ratio.median():.0f}), with {int(high_costs.shadow_model_fits.max())} model fits against 1"]
+    values = {"summary": summary, "interval_share": float(interval_share), "ratio_min": float(ratio.min()),
+              "ratio_median": float(ratio.median()), "ratio_max": float(ratio.max()),
+              "montecarlo_model_fits": float(mc_cost["model_fits"]), "montecarlo_seconds": float(mc_cost["seconds"])}
+    return Conclusions(values, lines)
+
+
+# ---------------------------------------------------------------------------------------------- figures
+
+def _size_colours(sizes) -> dict:
+    """One viridis colour per sample size, shared by the figures (every size of both data sets)."""
+    import matplotlib.pyplot as plt
+
+    sizes = sorted(set(int(n) for n in sizes))
+    return dict(zip(sizes, plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))))
+
+
+def _log_ticks(axis):
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def plot_indicator_vs_truth(table: pd.DataFrame, versus_mc: pd.DataFrame, high: str, deterministic: list[str]):
+    """Left and centre: the best attack's AUC against the coordinates at risk exp(-n r_soft), each
+    deterministic quantizer at each n and seed of the data set ``high`` (logistic, MLP); right: the Monte-Carlo
+    lower bound on Delta_n against the indicator's bound 2 p_flip in dimension 1 (``versus_mc``:
+    ``indicator_vs_montecarlo``, deterministic releases)."""
+    import matplotlib.pyplot as plt
+
+    rows_high = wide_table(table[table.dataset == high], [("best_attack", "auc"), ("indicator", "r_soft_with_scale")],
+                           ["model", "sample_size", "seed", "quantizer"])
+    rows_high = rows_high[rows_high.quantizer.isin(deterministic)]
+    rows_high["at risk"] = np.exp(-rows_high["sample_size"] * rows_high["indicator.r_soft_with_scale"])
+    colour = _size_colours(table.sample_size.unique())
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    for ax, model in zip(axes[:2], ("logistic", "mlp")):
+        for n in sorted(rows_high.sample_size.unique()):
+            rows = rows_high[(rows_high.model == model) & (rows_high.sample_size == n)]
+            ax.errorbar(rows["at risk"], rows["best_attack.auc"],
+                        yerr=[rows["best_attack.auc"] - rows["best_attack.auc_low"],
+                              rows["best_attack.auc_high"] - rows["best_attack.auc"]],
+                        fmt="o", ms=3.5, capsize=0, elinewidth=0.6, alpha=0.8, color=colour[n], label=f"n = {n}")
+        ax.set_xscale("log")
+        _log_ticks(ax.xaxis)
+        ax.axhline(0.5, color="grey", lw=0.8)
+        ax.set_xlabel(r"coordinates at risk $e^{-n\,r_{\mathrm{soft}}}$ (indicator)")
+        ax.set_title(f"{high.split(', ')[-1]}, {model}", fontsize=10)
+    axes[0].set_ylabel("best attack AUC (0.5 = a coin)")
+    axes[0].legend(fontsize=8)
+    ax = axes[2]
+    for n in sorted(versus_mc.sample_size.unique()):
+        rows = versus_mc[versus_mc.sample_size == n]
+        y = rows["monte_carlo.delta_best_lower_bound"]
+        ax.errorbar(rows["indicator.delta_bound_with_scale"].clip(lower=1e-4), y,
+                    yerr=[y - rows["monte_carlo.delta_best_lower_bound_low"],
+                          rows["monte_carlo.delta_best_lower_bound_high"] - y],
+                    fmt="o", ms=3.5, elinewidth=0.6, alpha=0.8, color=colour[n], label=f"n = {n}")
+    top = float(versus_mc["monte_carlo.delta_best_lower_bound_high"].max()) * 1.2
+    ax.plot([1e-4, 1], [1e-4, 1], "k--", lw=0.8, label="bound = truth")
+    ax.set_ylim(min(-0.01, float(versus_mc["monte_carlo.delta_best_lower_bound_low"].min())), top)
+    ax.set_xscale("log")
+    ax.set_xlabel(r"indicator's bound $2\,p_{\mathrm{flip}}$ on $\Delta_n$")
+    ax.set_ylabel(r"Monte-Carlo lower bound on $\Delta_n$")
+    ax.set_title("dimension 1, logistic (no intercept)", fontsize=10)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def plot_agreement(by_n: pd.DataFrame, high: str, low: str):
+    """Concordant fraction of separated pairs (top) and mean Kendall tau (bottom) against n, for r_min, r_soft
+    and the naive "fewer bits": in ``high`` against the best attack (logistic, MLP), in ``low`` against the
+    Monte-Carlo truth. ``by_n``: ``agreement.pooled_agreement`` by data set, model, reference, score and n.
+    Grey numbers: the pairs separated at that n."""
+    import matplotlib.pyplot as plt
+
+    panels = [(high, "logistic", ATTACK), (high, "mlp", ATTACK), (low, "logistic", TRUTH)]
+    labels = {R_MIN: r"$r_{\min}$", R_SOFT: r"$r_{\mathrm{soft}}$", BITS: "fewer bits (naive)"}
+    fig, axes = plt.subplots(2, 3, figsize=(14, 6.5), sharex="col")
+    for column, (dataset, model, reference) in enumerate(panels):
+        rows = by_n[(by_n.dataset == dataset) & (by_n.model == model) & (by_n.reference == reference)]
+        for score, label in labels.items():
+            line = rows[rows.score == score].sort_values("sample_size")
+            style = "--" if "bits" in score else "-"
+            axes[0, column].plot(line.sample_size, line.concordant_fraction, style, marker="o", label=label)
+            axes[1, column].plot(line.sample_size, line.mean_kendall_tau, style, marker="o", label=label)
+        separated = rows[rows.score == R_SOFT].sort_values("sample_size")
+        for n, count in zip(separated.sample_size, separated.n_separated):
+            axes[0, column].annotate(f"{count}", (n, 0.02), ha="center", fontsize=7, color="grey")
+        reference_name = "best attack" if reference.startswith("best") else "Monte-Carlo $\\Delta_n$"
+        axes[0, column].set_title(f"{dataset.replace('gaussian mixture, ', '')}, {model}\nagainst the "
+                                  f"{reference_name}", fontsize=10)
+        axes[0, column].set_ylim(0, 1.05)
+        axes[0, column].axhline(0.5, color="grey", lw=0.8)
+        axes[1, column].axhline(0, color="grey", lw=0.8)
+        axes[1, column].set_ylim(-1, 1)
+        axes[1, column].set_xscale("log", base=2)
+        axes[1, column].set_xlabel("training-set size n")
+    axes[0, 0].set_ylabel("concordant fraction of\nseparated pairs")
+    axes[1, 0].set_ylabel("Kendall's tau\n(mean over seeds)")
+    axes[0, 0].legend(fontsize=8)
+    return fig
+
+
+def plot_cost(costs: pd.DataFrame, high: str):
+    """Per audited configuration of ``high`` (``costs``: ``cost_summary``): the shadow-model audit's time
+    against the indicator's (left, with 1x, 10x and 100x lines), and their ratio against n (right)."""
+    import matplotlib.pyplot as plt
+
+    colour = _size_colours(costs.sample_size.unique())
+    costs_high = costs[costs.dataset == high]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig.subplots_adjust(wspace=0.35)
+    for model, marker in (("logistic", "o"), ("mlp", "s")):
+        rows = costs_high[costs_high.model == model]
+        axes[0].scatter(rows.indicator_total_seconds, rows.shadow_audit_total_seconds, marker=marker, label=model,
+                        c=[colour[n] for n in rows.sample_size])
+        axes[1].scatter(rows.sample_size, rows.shadow_over_indicator, marker=marker, label=model,
+                        c=[colour[n] for n in rows.sample_size])
+    lims = np.array([costs_high.indicator_total_seconds.min() / 2, costs_high.shadow_audit_total_seconds.max() * 2])
+    for factor, style in ((1, "-"), (10, "--"), (100, ":")):
+        axes[0].plot(lims, factor * lims, "k" + style, lw=0.8, label=f"{factor} x")
+    axes[0].set(xscale="log", yscale="log", xlim=lims, ylim=lims, xlabel="indicator, all quantizers (s)",
+                ylabel="shadow-model audit, all quantizers (s)")
+    axes[0].legend(fontsize=8)
+    axes[1].set_xscale("log", base=2)
+    axes[1].set_yscale("log")
+    _log_ticks(axes[1].yaxis)
+    axes[1].set_xlabel("training-set size n")
+    axes[1].set_ylabel("shadow audit time / indicator time")
+    axes[1].set_title(f"{high.split(', ')[-1]}; colour = n", fontsize=10)
+    return fig

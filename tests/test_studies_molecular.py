@@ -263,7 +263,7 @@ def test_singular_targets_are_retrained_then_recorded_as_failed(monkeypatch):
         seen.append(model.init_seed)
         raise ValueError("standard_errors: the Hessian of the objective is not positive definite")
 
-    monkeypatch.setattr(audit, "audit", singular)
+    monkeypatch.setattr(audit, "run_audit", singular)
     item = {**SMALL, "task": "freesolv", "embedder": "maccs", "seed": 2, "quantizers": [["identity", "identity", {}]]}
     rows = study.configuration_rows(item)
     assert seen == [2, 1002, 2002]
@@ -273,7 +273,7 @@ def test_singular_targets_are_retrained_then_recorded_as_failed(monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("X_pool has 3 features but X_test has 4")
 
-    monkeypatch.setattr(audit, "audit", broken)
+    monkeypatch.setattr(audit, "run_audit", broken)
     with pytest.raises(ValueError, match="X_test has 4"):
         study.configuration_rows(item)
 
@@ -390,3 +390,32 @@ def test_paper_notebook_states_the_conclusions_of_the_table(paper_table):
     if not any(shown):
         pytest.skip("notebook 06 is stored without outputs")
     assert study.conclusions_text(study.conclusions(paper_table)) in shown
+
+
+def test_preset_settings_are_the_committed_paper_design():
+    """The notebook's design, built by preset_sizes and study_settings, is the one the committed table records
+    (its sidecar): a wrong key, value or quantizer would change the cache key and the table."""
+    import json
+
+    from mislib.infra.paths import PROJECT_ROOT
+
+    sidecar = PROJECT_ROOT / "data" / "results" / "molecular.json"
+    if not sidecar.exists():
+        pytest.skip("no committed paper table")
+    shared = json.loads(sidecar.read_text())["config"]["shared"]
+    settings = study.study_settings(study.preset_sizes("paper", seed=0))
+    assert shared == {**settings, "quantizers": [[label, name, dict(p)] for label, name, p in study.STUDY_QUANTIZERS]}
+    smoke = study.preset_sizes("smoke", seed=3)
+    assert smoke["seeds"] == [3] and study.study_settings(smoke, hidden=2)["hidden"] == 2
+    assert list(study.study_settings(smoke)) == list(study.SETTING_KEYS)
+
+
+def test_deprecated_indicator_agreement_is_the_evaluation_one():
+    from mislib.evaluation import agreement
+
+    table = hand_table()
+    with pytest.warns(DeprecationWarning, match="evaluation.agreement"):
+        old = study.indicator_agreement(table)
+    new = agreement.indicator_agreement(table, reference=study.LIRA, by=study.CONFIGURATION)
+    assert new.set_index("indicator").loc["r_soft", "n_separated"] > 0
+    pd.testing.assert_frame_equal(old, new)

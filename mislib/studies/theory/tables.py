@@ -1,7 +1,8 @@
 """The theory tables of notebooks 01-03: every regime of THEORY.md §2-§5 as exact ``log Delta_n`` against n.
 
-``theory_rates_table`` computes ``data/results/theory_rates.csv`` (shared by notebooks 01-03),
-``membership_game_table`` the simulated games of notebook 01.
+``theory_rates_table`` computes ``data/results/theory_rates.csv`` (shared by notebooks 01-03; ``load_rates``
+reads it through the cache, ``regime`` selects one regime), ``membership_game_table`` the simulated games of
+notebook 01, ``crossover_table`` the stochastic-rounding crossovers of notebook 02.
 """
 
 from __future__ import annotations
@@ -68,6 +69,34 @@ def _rows(regime, model, configuration, parameters, ns, log_deltas, *, rate_kind
     })
 
 
+def load_rates(preset: str) -> pd.DataFrame:
+    """The theory table for ``preset`` (``theory_rates_config``), read from the cache or computed once
+    (``mislib.infra.tables.cached_table``): the same table serves notebooks 01, 02 and 03."""
+    from mislib.infra.tables import cached_table
+
+    config = theory_rates_config(preset)
+    return cached_table("theory_rates", config, lambda: theory_rates_table(config))
+
+
+def regime(rates: pd.DataFrame, name: str, configuration: str | None = None) -> pd.DataFrame:
+    """Rows of the theory table for one regime (and configuration), sorted by sample size.
+
+    Raises
+    ------
+    ValueError
+        If no row matches (the message lists the regimes, or the configurations of the regime).
+    """
+    rows = rates[rates["regime"] == name]
+    if rows.empty:
+        raise ValueError(f"no regime {name!r} in the table; it has {sorted(rates['regime'].unique())}")
+    if configuration is not None:
+        known = sorted(rows["configuration"].unique())
+        rows = rows[rows["configuration"] == configuration]
+        if rows.empty:
+            raise ValueError(f"regime {name!r} has no configuration {configuration!r}; it has {known}")
+    return rows.sort_values("sample_size")
+
+
 def fit_rate(sample_size, log_delta, rate_kind: str, exponent=None) -> float:
     """The rate fitted on a sweep, in the units of ``rate_kind``:
 
@@ -118,27 +147,29 @@ def _add_fits(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(pieces, ignore_index=True)
 
 
-def _aligned_grid(mu: float, h0: float, alpha: float, fraction: float, n: int) -> FixedGrid:
+def aligned_grid(mu: float, h0: float, alpha: float, fraction: float, n: int) -> FixedGrid:
     """The size-adaptive grid at n shifted so that mu sits ``fraction h_n`` above a threshold."""
     step = SizeAdaptiveGrid(h0, alpha).step_at(n)
     return SizeAdaptiveGrid(h0, alpha, offset=mu - fraction * step - step / 2).at(n)
 
 
-def theory_rates_table(config: dict) -> pd.DataFrame:
-    """Every regime of THEORY.md §2, computed exactly (or bracketed, for several coordinates and learned
-    scales), one row per configuration and sample size. ``config`` from ``theory_rates_config``."""
-    n_power, n_exp = config["n_power"], config["n_exponential"]
-    n_mod, n_unal = config["n_moderate"], config["n_unaligned"]
-    frames = []
-    gauss = lambda n, mu, q, sigma=1.0: exact_gaussian_mean(int(n), mu, sigma, q).log_delta  # noqa: E731
-    bern = lambda n, p, q: exact_bernoulli_mean(int(n), p, q).log_delta  # noqa: E731
+def _gauss(n, mu, q, sigma=1.0) -> float:
+    return exact_gaussian_mean(int(n), mu, sigma, q).log_delta
 
+
+def _bern(n, p, q) -> float:
+    return exact_bernoulli_mean(int(n), p, q).log_delta
+
+
+def _unquantized_frames(n_power) -> list:
+    """No quantization: Theta(n^-1/2), and Theta(sqrt(d / n)) in dimension d."""
+    frames = []
     # No quantization: Theta(n^-1/2).
     frames.append(_rows("unquantized", "gaussian", "Gaussian mean", "any mu, sigma", n_power,
-                        [gauss(n, 0.0, None) for n in n_power], rate_kind="power", predicted_rate=0.5,
+                        [_gauss(n, 0.0, None) for n in n_power], rate_kind="power", predicted_rate=0.5,
                         refined=np.log(unquantized_delta_asymptotic(n_power))))
     frames.append(_rows("unquantized", "bernoulli", "Bernoulli mean p=0.3", "p=0.3", n_power,
-                        [bern(n, 0.3, None) for n in n_power], rate_kind="power", predicted_rate=0.5,
+                        [_bern(n, 0.3, None) for n in n_power], rate_kind="power", predicted_rate=0.5,
                         refined=np.log(unquantized_delta_asymptotic(n_power, "bernoulli", 0.3))))
 
     for d in (1, 8, 64):  # the unquantized mean of d-dim vectors: Theta(sqrt(d / n))
@@ -147,14 +178,19 @@ def theory_rates_table(config: dict) -> pd.DataFrame:
                             n_power, [exact_gaussian_vector_mean(int(n), d).log_delta for n in n_power],
                             rate_kind="power", predicted_rate=0.5,
                             refined=np.log(constant / np.sqrt(np.asarray(n_power, float)))))
+    return frames
 
+
+def _fixed_grid_frames(n_exp) -> list:
+    """A fixed grid with theta* inside a cell: exponential, with the large-deviation rate."""
+    frames = []
     # Fixed grid, theta* inside a cell: exponential with the large-deviation rate.
     for mu in (0.3, 0.15):
         margins = grid_margins_around(mu, FixedGrid(1.0))
         rate = gaussian_rate(min(margins), 1.0)
         frames.append(_rows("fixed_grid", "gaussian", f"Gaussian, margin {min(margins):.2g} sigma",
                             f"mu={mu}, sigma=1, grid step 1 (margins {margins[0]:.2g}, {margins[1]:.2g})", n_exp,
-                            [gauss(n, mu, FixedGrid(1.0)) for n in n_exp], rate_kind="exponential",
+                            [_gauss(n, mu, FixedGrid(1.0)) for n in n_exp], rate_kind="exponential",
                             predicted_rate=rate, r_q=rate, variance_rate=rate,
                             refined=refined_log_delta_gaussian(np.asarray(n_exp), margins, 1.0)))
     for p, grid in ((0.1, FixedGrid(0.5)), (0.3, FixedGrid(0.4, 0.3))):
@@ -166,31 +202,41 @@ def theory_rates_table(config: dict) -> pd.DataFrame:
         frames.append(_rows("fixed_grid", "bernoulli", f"Bernoulli p={p}",
                             f"p={p}, grid step {grid.step:g} offset {grid.offset:g} (thresholds "
                             f"{', '.join(f'{t:g}' for t in thresholds)})", n_exp,
-                            [bern(n, p, grid) for n in n_exp], rate_kind="exponential", predicted_rate=kl,
+                            [_bern(n, p, grid) for n in n_exp], rate_kind="exponential", predicted_rate=kl,
                             r_q=kl, variance_rate=var_rate, refined=refined))
+    return frames
 
+
+def _threshold_and_rounding_frames(n_power) -> list:
+    """theta* on a threshold (back to n^-1/2) and stochastic rounding (Theta(1/n))."""
+    frames = []
     # theta* on a threshold: back to n^-1/2.
     frames.append(_rows("on_threshold", "gaussian", "Gaussian, mu on a threshold", "mu=0.5, sigma=1, grid step 1",
-                        n_power, [gauss(n, 0.5, FixedGrid(1.0)) for n in n_power], rate_kind="power",
+                        n_power, [_gauss(n, 0.5, FixedGrid(1.0)) for n in n_power], rate_kind="power",
                         predicted_rate=0.5, refined=np.log(unquantized_delta_asymptotic(n_power))))
     frames.append(_rows("on_threshold", "bernoulli", "Bernoulli p=0.5 on a threshold", "p=0.5, grid step 1",
-                        n_power, [bern(n, 0.5, FixedGrid(1.0)) for n in n_power], rate_kind="power",
+                        n_power, [_bern(n, 0.5, FixedGrid(1.0)) for n in n_power], rate_kind="power",
                         predicted_rate=0.5, refined=np.log(unquantized_delta_asymptotic(n_power, "bernoulli", 0.5))))
 
     # Stochastic rounding: Theta(1/n).
     frames.append(_rows("stochastic_rounding", "gaussian", "Gaussian, stochastic rounding", "mu=0.3, sigma=1, step 1",
-                        n_power, [gauss(n, 0.3, StochasticRounding(1.0)) for n in n_power], rate_kind="power",
+                        n_power, [_gauss(n, 0.3, StochasticRounding(1.0)) for n in n_power], rate_kind="power",
                         predicted_rate=1.0,
                         refined=np.log(stochastic_rounding_delta_asymptotic(n_power, 1.0, math.sqrt(2 / math.pi)))))
     frames.append(_rows("stochastic_rounding", "bernoulli", "Bernoulli p=0.1, stochastic rounding",
-                        "p=0.1, step 0.5", n_power, [bern(n, 0.1, StochasticRounding(0.5)) for n in n_power],
+                        "p=0.1, step 0.5", n_power, [_bern(n, 0.1, StochasticRounding(0.5)) for n in n_power],
                         rate_kind="power", predicted_rate=1.0,
                         refined=np.log(stochastic_rounding_delta_asymptotic(n_power, 0.5, 2 * 0.1 * 0.9))))
+    return frames
 
+
+def _size_adaptive_frames(n_mod, n_unal) -> list:
+    """Size-adaptive grids: exponent n r_Q^n, aligned and unaligned."""
+    frames = []
     # Size-adaptive grids: exponent n r_Q^n, theta* at 0.3 h_n above a threshold (aligned) ...
     for alpha, n_list in ((0.25, n_mod), (0.1, [n for n in n_mod if n <= 10 ** 8])):
         margins = np.array([0.3 * n ** -alpha for n in n_list])
-        log_d = [gauss(n, 0.0, _aligned_grid(0.0, 1.0, alpha, 0.3, n)) for n in n_list]
+        log_d = [_gauss(n, 0.0, aligned_grid(0.0, 1.0, alpha, 0.3, n)) for n in n_list]
         refined = [refined_log_delta_gaussian(n, [m, m * 7 / 3], 1.0)
                    for n, m in zip(n_list, margins)]
         frames.append(_rows("size_adaptive_aligned", "gaussian", f"Gaussian, alpha={alpha}",
@@ -202,20 +248,25 @@ def theory_rates_table(config: dict) -> pd.DataFrame:
     var_rate = gaussian_rate(margins, math.sqrt(p * (1 - p)))
     frames.append(_rows("size_adaptive_aligned", "bernoulli", "Bernoulli p=0.3, alpha=0.25",
                         "p=0.3, h_n = 0.5 n^-0.25, p 0.3 h_n above a threshold", n_mod,
-                        [bern(n, p, _aligned_grid(p, 0.5, 0.25, 0.3, n)) for n in n_mod], rate_kind="moderate",
+                        [_bern(n, p, aligned_grid(p, 0.5, 0.25, 0.3, n)) for n in n_mod], rate_kind="moderate",
                         predicted_rate=1.0, r_q=var_rate, variance_rate=var_rate,
-                        refined=[refined_log_delta_bernoulli(int(n), p, _aligned_grid(p, 0.5, 0.25, 0.3, n))
+                        refined=[refined_log_delta_bernoulli(int(n), p, aligned_grid(p, 0.5, 0.25, 0.3, n))
                                  for n in n_mod]))
     # ... and unaligned (a fixed offset: the margin jumps with n).
     grid = SizeAdaptiveGrid(1.0, 0.25)
     margins = np.array([min(grid_margins_around(0.3, grid.at(int(n)))) for n in n_unal])
     frames.append(_rows("size_adaptive_unaligned", "gaussian", "Gaussian, alpha=0.25, fixed offset",
                         "mu=0.3, sigma=1, h_n = n^-0.25, offset 0", n_unal,
-                        [gauss(n, 0.3, grid) for n in n_unal], rate_kind="moderate", predicted_rate=1.0,
+                        [_gauss(n, 0.3, grid) for n in n_unal], rate_kind="moderate", predicted_rate=1.0,
                         r_q=gaussian_rate(margins, 1.0), variance_rate=gaussian_rate(margins, 1.0),
                         refined=[refined_log_delta_gaussian(n, grid_margins_around(0.3, grid.at(int(n))), 1.0)
                                  for n in n_unal]))
+    return frames
 
+
+def _multidim_frames(n_exp) -> list:
+    """Several coordinates: the nearest face in standard units wins."""
+    frames = []
     # Several coordinates: the nearest face in standard units wins.
     ex = MULTIDIM_EXAMPLE
     mus = [-ex["step"] / 2 + m for m in ex["margins"]]
@@ -229,7 +280,12 @@ def theory_rates_table(config: dict) -> pd.DataFrame:
                         [b.log_delta for b in bounds], rate_kind="exponential", predicted_rate=min(rates),
                         r_q=min(rates), variance_rate=min(rates), refined=refined,
                         lower=[b.log_lower for b in bounds], upper=[b.log_upper for b in bounds]))
+    return frames
 
+
+def _learned_scale_frames(n_power, n_exp) -> list:
+    """Learned scales: a float scale leaks at n^-1/2; stored on a fixed grid, exponential again."""
+    frames = []
     # Learned scales: a float scale leaks at n^-1/2; stored on a fixed grid, exponential again.
     ex = SCALE_EXAMPLE
     text = f"means {ex['mus']}, sigma={ex['sigma']}, {ex['bits']}-bit absmax weights"
@@ -256,7 +312,35 @@ def theory_rates_table(config: dict) -> pd.DataFrame:
                         text + f", public scale {scale_star:g}", n_exp, [b.log_delta for b in public_bounds],
                         rate_kind="exponential", predicted_rate=rate, r_q=rate, variance_rate=rate,
                         lower=[b.log_lower for b in public_bounds], upper=[b.log_upper for b in public_bounds]))
+    return frames
+
+
+def theory_rates_table(config: dict) -> pd.DataFrame:
+    """Every regime of THEORY.md §2, computed exactly (or bracketed, for several coordinates and learned
+    scales), one row per configuration and sample size. ``config`` from ``theory_rates_config``."""
+    n_power, n_exp = config["n_power"], config["n_exponential"]
+    n_mod, n_unal = config["n_moderate"], config["n_unaligned"]
+    frames = (_unquantized_frames(n_power) + _fixed_grid_frames(n_exp) + _threshold_and_rounding_frames(n_power)
+              + _size_adaptive_frames(n_mod, n_unal) + _multidim_frames(n_exp)
+              + _learned_scale_frames(n_power, n_exp))
     return _add_fits(pd.concat(frames, ignore_index=True))
+
+
+def exact_examples(sample_sizes=(10, 10_000)) -> pd.DataFrame:
+    """Notebook 01, §2: ``Delta_n = 1 - MIS_n``, its log and MIS_n of five releases of a mean, exactly, at each
+    of ``sample_sizes`` (the log stays finite where ``Delta_n`` itself underflows)."""
+    rows = []
+    for n in sample_sizes:
+        for label, value in [
+            ("Gaussian, no quantization", exact_gaussian_mean(n, 0.0, 1.0)),
+            ("Gaussian, grid step 1, margin 0.2 sigma", exact_gaussian_mean(n, 0.3, 1.0, FixedGrid(1.0))),
+            ("Gaussian, stochastic rounding step 1", exact_gaussian_mean(n, 0.3, 1.0, StochasticRounding(1.0))),
+            ("Bernoulli p=0.3, no quantization", exact_bernoulli_mean(n, 0.3)),
+            ("Bernoulli p=0.3, grid step 0.25", exact_bernoulli_mean(n, 0.3, FixedGrid(0.25))),
+        ]:
+            rows.append({"n": n, "release": label, "Delta_n": value.delta, "log Delta_n": value.log_delta,
+                         "MIS_n": value.mis})
+    return pd.DataFrame(rows)
 
 
 def game_configurations() -> list[dict]:
@@ -288,3 +372,13 @@ def membership_game_table(sample_sizes, n_games: int, seed: int = 0, confidence:
                          "z_score": result.z_score, "inside_interval": result.consistent})
             index += 1
     return pd.DataFrame(rows)
+
+
+def crossover_table(margins, sigma: float = 1.0, step: float = 1.0, n_max: int = 100_000) -> pd.DataFrame:
+    """For each margin (in units of sigma, grid step ``step``): the sample size above which rounding to nearest
+    leaks less than stochastic rounding (``mis.sr_deterministic_crossover``)."""
+    from mislib.mis import sr_deterministic_crossover
+
+    return pd.DataFrame({"margin": list(margins),
+                         "crossover_sample_size": [sr_deterministic_crossover(0.5 * step - m, sigma, step, n_max)
+                                                   for m in margins]})
