@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from mislib import indicator
-from mislib.evaluation import architectures, audit, trainers as models
+from mislib.evaluation import audit, trainers as models
 from mislib import quantizers as Q
 from mislib.evaluation import quantizer_specs
 from mislib.evaluation.synthetic_data import GaussianMixture
+from mislib.objective import Objective, tanh_mlp_derivatives
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +61,21 @@ def test_identity_release_of_an_overfit_model_leaks(tiny):
     assert lira.value > 0.6 and lira.value_low > 0.5          # above a coin, beyond its interval
     assert _value(table, "identity", "best_attack", "auc").value >= _value(table, "identity", "lira_online",
                                                                               "auc").value
-    # no margins: every coordinate is at risk, r_min = 0
+    # RMIA with 8 reference models: beyond a coin too; offline a is a grid value
+    assert _value(table, "identity", "rmia_online", "auc").value > 0.6
+    assert _value(table, "identity", "rmia_offline", "offline_a").value in [k / 10 for k in range(11)]
+    # no margins: every coordinate is at risk, r_min = 0 and the ranking score is 0 (no quantization)
     assert _value(table, "identity", "indicator", "r_min_with_scale").value == 0
+    assert _value(table, "identity", "indicator", "ranking_score").value == 0
     assert _value(table, "identity", "test", "accuracy").value > 0.8
 
 
 def test_coarse_public_grid_hides_membership(tiny):
     table, _ = tiny
     # step 100: every weight rounds to 0, every model releases the same thing
-    for attack in ("lira_online", "lira_offline", "loss_threshold"):
+    for attack in ("lira_online", "lira_offline", "rmia_online", "rmia_offline", "loss_threshold"):
         assert _value(table, "coarse public grid", attack, "auc").value == pytest.approx(0.5)
+    assert _value(table, "coarse public grid", "indicator", "ranking_score").value > 0
     assert abs(_value(table, "coarse public grid", "whitebox", "auc").value - 0.5) < 0.1
     r = _value(table, "coarse public grid", "indicator", "r_min_with_scale")
     assert r.value > 1.0 and r.value_low > 0.5
@@ -119,12 +124,12 @@ def test_mlp_derivatives_and_polish():
     params = models.fit_mlp_head(X, y, 2, ridge=1e-2, n_iter=200, sample_weight=weights)
     polished = audit.polish_mlp(params, X, y, weights, ridge=1e-2)
     w = weights / weights.sum(1, keepdim=True)
-    _, g, H, _ = architectures._mlp_derivatives(polished, X, y, w, "classification", 1e-2)
+    _, g, H, _ = tanh_mlp_derivatives(polished, X, y, w, "classification", 1e-2)
     assert float(g.abs().max()) < 1e-8
     assert bool((torch.linalg.eigvalsh(H)[:, 0] > 0).all())
     # the analytic Hessian equals torch.func's, up to the order of the parameters
     module = models.MLPHead.from_params(polished, index=2)
-    problem = indicator._Problem(module, X, y, "logistic", 1e-2, weights[2], None, 2 ** 22)
+    problem = Objective(module, X, y, "logistic", 1e-2, weights[2], None, 2 ** 22)
     H_ref = problem.hessian(problem.theta)
     h, d = 2, 5
     order = []                                  # combined layout [W_j, b_j] per unit, v, c -> named order

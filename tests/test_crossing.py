@@ -3,7 +3,6 @@ property, the uncertainty-averaged estimator and P(A more private than B)."""
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings

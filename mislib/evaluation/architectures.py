@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from mislib.infra.checks import check_choice, check_float, check_int
+from mislib.objective import tanh_mlp_derivatives
 
 MODELS = ("logistic", "linear", "mlp")
 TASKS = ("classification", "regression")
@@ -105,54 +106,6 @@ class Architecture:
         return out + params["linear.bias"] if "linear.bias" in params else out
 
 
-def _mlp_derivatives(params, X, y, w, task, ridge):
-    """Objective, gradient and Hessian of each model of a batch of one-output tanh MLPs, analytically.
-
-    Layout of the flat vectors (``[B, P']``): per hidden unit ``j`` its weights and bias ``[W_j, b_j]``
-    (``h (d + 1)``), then the output weights ``v`` (``h``), then the output bias ``c``. Objective per model:
-    ``sum_i w_i loss(f_i) + ridge/2 (||W||^2 + ||v||^2)`` (``w`` normalised), loss logistic or squared / 2.
-    Hessian = ``J' diag(w loss'') J`` (Gauss-Newton) + the second-order terms of ``f``: ``v_j tanh''`` on each
-    unit's block and ``tanh'`` between a unit's block and its output weight."""
-    W, b = params["hidden.weight"], params["hidden.bias"]
-    v, c = params["output.weight"][:, 0, :], params["output.bias"][:, 0]
-    B, h, d = W.shape
-    Xt = torch.cat([X, torch.ones(X.shape[0], 1, dtype=X.dtype, device=X.device)], dim=1)       # [N, d+1]
-    a = torch.einsum("nk,bjk->bnj", X, W) + b.unsqueeze(1)
-    t = torch.tanh(a)
-    t1 = 1 - t * t
-    t2 = -2 * t * t1
-    f = torch.einsum("bnj,bj->bn", t, v) + c.unsqueeze(1)
-    if task == "regression":
-        loss = 0.5 * (y - f) ** 2
-        d1, d2 = f - y, torch.ones_like(f)
-    else:
-        loss = torch.nn.functional.softplus(f) - y * f
-        p = torch.sigmoid(f)
-        d1, d2 = p - y, p * (1 - p)
-    objective = (w * loss).sum(1) + 0.5 * ridge * ((W ** 2).sum((1, 2)) + (v ** 2).sum(1))
-    # Jacobian of f: [B, N, P']
-    J_hidden = (v.unsqueeze(1) * t1).unsqueeze(-1) * Xt[:, None, :]                                  # [B, N, h, d+1]
-    J = torch.cat([J_hidden.reshape(B, X.shape[0], -1), t, torch.ones_like(f).unsqueeze(-1)], dim=2)
-    grad = ((w * d1).unsqueeze(1) @ J).squeeze(1)
-    P = J.shape[2]
-    H = (J * (w * d2).unsqueeze(-1)).transpose(1, 2) @ J
-    k = d + 1
-    r1 = w * d1                                                                                # [B, N]
-    scaled = (r1.unsqueeze(-1) * t2 * v.unsqueeze(1)).transpose(1, 2)                          # [B, h, N]
-    block = (scaled.unsqueeze(-1) * Xt).transpose(-1, -2) @ Xt                                # [B, h, k, k]
-    cross = (r1.unsqueeze(-1) * t1).transpose(1, 2) @ Xt                                       # [B, h, k]
-    for j in range(h):
-        H[:, j * k:(j + 1) * k, j * k:(j + 1) * k] += block[:, j]
-        H[:, j * k:(j + 1) * k, h * k + j] += cross[:, j]
-        H[:, h * k + j, j * k:(j + 1) * k] += cross[:, j]
-    penalised = torch.zeros(P, dtype=X.dtype, device=X.device)
-    penalised[: h * k] = 1.0
-    penalised[torch.arange(h, device=X.device) * k + d] = 0.0        # hidden biases are not penalised
-    penalised[h * k: h * k + h] = 1.0
-    theta = torch.cat([torch.cat([W, b.unsqueeze(-1)], dim=2).reshape(B, -1), v, c.unsqueeze(-1)], dim=1)
-    grad = grad + ridge * penalised * theta
-    H = H + torch.diag(ridge * penalised)
-    return objective, grad, H, theta
 
 
 def _mlp_from_flat(theta, like):
@@ -183,7 +136,7 @@ def polish_mlp(params: dict, X, y, weights, *, task: str = "classification", rid
     for _ in range(max_iter):
         part = {name: value[active] for name, value in out.items()}
         ws = w[active]
-        f0, g, H, theta = _mlp_derivatives(part, X, y, ws, task, ridge)
+        f0, g, H, theta = tanh_mlp_derivatives(part, X, y, ws, task, ridge)
         L, info = torch.linalg.cholesky_ex(H)
         done = (g.abs().amax(1) <= tol) & (info == 0)
         keep = ~done

@@ -15,7 +15,7 @@ of ``N`` examples:
    LiRA online and offline, each with per-example and with fixed (pooled) variance, on the quantized models'
    per-example statistic (logit confidence for classification, negative squared error for regression); the
    loss-threshold attack on the quantized target; the white-box Gaussian attack on the target's cells (below).
-4. **Indicator** ``r_Q^n`` from the target alone (``indicator.estimate_model``: sandwich standard errors,
+4. **Indicator** ``r_Q^n`` from the target alone (``indicator.indicator_of_model``: sandwich standard errors,
    bootstrap intervals).
 5. **Utility** of the quantized target on held-out test data; **cost** (wall time, model fits) of the
    indicator and of the shadow-model audit.
@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from scipy.special import expit
 
 from mislib import attacks
 from mislib.infra.checks import check_int, check_tensor, resolve_device
@@ -58,9 +59,10 @@ from mislib.evaluation.quantizer_specs import build_quantizers  # noqa: F401  (r
 from mislib.quantizers import Quantizer, labelled
 
 ATTACKS = ("lira_online", "lira_online_fixed_variance", "lira_offline", "lira_offline_fixed_variance",
-           "loss_threshold", "whitebox", "whitebox_sandwich_std")
+           "rmia_online", "rmia_offline", "loss_threshold", "whitebox", "whitebox_sandwich_std")
 ATTACK_METRICS = ("auc", "advantage", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")
-INDICATOR_MEASUREMENTS = ("r_min", "r_soft", "r_min_with_scale", "r_soft_with_scale", "p_flip_with_scale",
+INDICATOR_MEASUREMENTS = ("ranking_score", "ranking_score_averaged", "expected_exits_with_scale", "delta_estimate",
+                          "r_min", "r_soft", "r_min_with_scale", "r_soft_with_scale", "p_flip_with_scale",
                           "log_p_flip_with_scale", "delta_bound_with_scale", "weights_at_risk", "scale_r", "z_min")
 COLUMNS = ("model", "quantizer", "sample_size", "seed", "method", "measurement", "value", "value_low",
            "value_high")
@@ -79,12 +81,12 @@ def insertion_influence(module, X_train, y_train, X_targets, y_targets, loss, *,
     penalty). The Hessian is exact up to ``indicator.EXACT_MAX_PARAMETERS`` parameters, else solves are done
     by conjugate gradients on Hessian-vector products. A Hessian that is not positive definite (a non-convex
     model not exactly at a minimum) is floored at ``1e-8`` times its largest eigenvalue."""
-    from mislib import indicator
+    from mislib.objective import EXACT_MAX_PARAMETERS, Objective, block_cg
 
-    train = indicator._Problem(module, X_train, y_train, loss, ridge, None, None, chunk_size)
-    targets = indicator._Problem(module, X_targets, y_targets, loss, ridge, None, None, chunk_size)
+    train = Objective(module, X_train, y_train, loss, ridge, None, None, chunk_size)
+    targets = Objective(module, X_targets, y_targets, loss, ridge, None, None, chunk_size)
     G = targets.per_sample_grads(train.theta)                        # [m, P]
-    if train.p <= indicator.EXACT_MAX_PARAMETERS:
+    if train.p <= EXACT_MAX_PARAMETERS:
         H = train.hessian(train.theta)
         L, info = torch.linalg.cholesky_ex(H)
         if int(info) == 0:
@@ -94,7 +96,7 @@ def insertion_influence(module, X_train, y_train, X_targets, y_targets, loss, *,
             values = values.clamp_min(1e-8 * float(values.abs().max()))
             solved = ((G @ vectors) / values) @ vectors.T
     else:
-        solved = indicator.block_cg(lambda V: train.hvp(train.theta, V), G, tol=1e-8, max_iter=500)[0]
+        solved = block_cg(lambda V: train.hvp(train.theta, V), G, tol=1e-8, max_iter=500)[0]
     return -solved / train.n
 
 
@@ -322,8 +324,8 @@ def _indicator(s: _Setup, target_module):
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", indicator.NotAtOptimumWarning)
-        found = indicator.estimate_model(target_module, X_members, y_members, s.arch.loss, dict(s.items),
-                                         ridge=s.spec.ridge, seed=s.seed)
+        found = indicator.indicator_of_model(target_module, X_members, y_members, s.arch.loss, dict(s.items),
+                                             ridge=s.spec.ridge, seed=s.seed)
     seconds = time.perf_counter() - start
     return (found.set_index("quantizer"), seconds,
             *_indicator_intervals(s.arch, X_members, y_members, s.items, s.indicator_bootstrap, s.seed))
@@ -384,9 +386,39 @@ def _indicator_rows(rows: _Rows, label: str, found: pd.DataFrame, intervals: dic
     rows.add(label, "cost", "indicator_model_fits", 1)
 
 
-def _attack_scores(s: _Setup, q: Quantizer, params: dict, outputs, shadow_in, whitebox: _WhiteBox) -> dict:
-    """Phase 3 (attacks), per quantizer: every attack's membership scores on the evaluated examples."""
+def _rmia_probabilities(arch: Architecture, outputs: torch.Tensor, y: torch.Tensor, stats: np.ndarray,
+                        scale: float) -> np.ndarray:
+    """RMIA's ``Pr(y|x)``, [B, N]: the probability of the true class (``expit`` of the logit confidence, which
+    is ``log(p / (1 - p))``), or for regression ``attacks.gaussian_likelihood`` of the residual at ``scale``."""
+    if arch.spec.task != "regression":
+        return expit(stats)
+    predictions = outputs.detach().reshape(outputs.shape[0], -1).cpu().numpy().astype(np.float64)
+    targets = np.broadcast_to(y.detach().cpu().numpy().astype(np.float64), predictions.shape)
+    return attacks.gaussian_likelihood(predictions, targets, scale)
+
+
+def _rmia_scores(s: _Setup, released: dict, outputs, stats: np.ndarray, shadow_in) -> tuple[dict, float]:
+    """RMIA online and offline (module notes): scores and the offline ``a`` chosen on shadow 0."""
+    test_outputs = s.arch.outputs(released, s.X_test)
+    test_stats, _ = _statistics(s.arch, test_outputs, s.y_test)
+    regression = s.arch.spec.task == "regression"
+    scale = math.sqrt(max(float(np.mean(-stats)), 1e-300)) if regression else math.nan
+    p_x = _rmia_probabilities(s.arch, outputs, s.y_pool, stats, scale)[:, s.evaluated]
+    p_z = _rmia_probabilities(s.arch, test_outputs, s.y_test, test_stats, scale)
+    offline_a = attacks.rmia_offline_a(p_x[1], p_x[3:], p_z[1], p_z[3:], shadow_in[0].astype(np.int8),
+                                       out_mask=~shadow_in[2:])    # shadow 0 (row 1) without its partner
+    scores = {"rmia_online": attacks.rmia_scores(p_x[0], p_x[1:], p_z[0], p_z[1:]),
+              "rmia_offline": attacks.rmia_scores(p_x[0], p_x[1:], p_z[0], p_z[1:], out_mask=~shadow_in,
+                                                  offline_a=offline_a)}
+    return scores, offline_a
+
+
+def _attack_scores(s: _Setup, q: Quantizer, params: dict, released: dict, outputs, shadow_in,
+                   whitebox: _WhiteBox) -> tuple[dict, float]:
+    """Phase 3 (attacks), per quantizer: every attack's membership scores on the evaluated examples, and RMIA's
+    offline ``a``."""
     stats, losses = _statistics(s.arch, outputs, s.y_pool)
+    rmia, offline_a = _rmia_scores(s, released, outputs, stats, shadow_in)
     stats = stats[:, s.evaluated]
     target_stats, shadow_stats = stats[0], stats[1:]
     scores = {
@@ -398,6 +430,7 @@ def _attack_scores(s: _Setup, q: Quantizer, params: dict, outputs, shadow_in, wh
         "lira_offline": attacks.lira_offline_scores(target_stats, shadow_stats, out_mask=~shadow_in),
         "lira_offline_fixed_variance": attacks.lira_offline_scores(target_stats, shadow_stats,
                                                                    out_mask=~shadow_in, fixed_variance=True),
+        **rmia,
         "loss_threshold": attacks.loss_threshold_scores(losses[0, s.evaluated]),
     }
     if q.deterministic:
@@ -407,7 +440,7 @@ def _attack_scores(s: _Setup, q: Quantizer, params: dict, outputs, shadow_in, wh
         for name, std in (("whitebox", w.std_shadow), ("whitebox_sandwich_std", w.std_sandwich)):
             scores[name] = (attacks.whitebox_gaussian_scores(low, high, w.mean, 0.5 * w.shifts, std)
                             - attacks.whitebox_gaussian_scores(low, high, w.mean, -0.5 * w.shifts, std))
-    return scores
+    return scores, offline_a
 
 
 def _attack_rows(rows: _Rows, s: _Setup, label: str, scores: dict):
@@ -492,9 +525,10 @@ def run_audit(X_pool, y_pool, X_test, y_test, quantizers: Mapping[str, Quantizer
         if not s.attacks_on:
             continue
         start = time.perf_counter()
-        scores = _attack_scores(s, q, params, outputs, shadow_in, whitebox)
+        scores, offline_a = _attack_scores(s, q, params, released, outputs, shadow_in, whitebox)
         attack_seconds = time.perf_counter() - start
         _attack_rows(rows, s, label, scores)
+        rows.add(label, "rmia_offline", "offline_a", offline_a)
         rows.add(label, "cost", "shadow_audit_seconds", fit_seconds + whitebox.seconds + release_seconds
                  + attack_seconds)
         rows.add(label, "cost", "shadow_model_fits", 1 + s.n_shadow)
@@ -550,7 +584,7 @@ def _indicator_intervals(arch: Architecture, X, y, items, n_replicates: int, see
         se = {name: value.clamp_min(1e-300) for name, value in se.items()}
         used += 1
         for label, q in items:
-            result = indicator.estimate(theta, se, q, n)
+            result = indicator.indicator_from_estimates(theta, se, q, n)
             for m in INDICATOR_MEASUREMENTS:
                 draws[label][m].append(getattr(result, m))
     alpha = (1 - confidence) / 2
