@@ -6,7 +6,7 @@ grids from a model trained on an independent public sample). Two models: ridge l
 parameters) and a one-hidden-layer tanh MLP with 16 units (353 parameters; Adam, then Newton-polished as in the
 study). Both sides start from the trained target, whose training is shared and not timed.
 
-- indicator: ``indicator.estimate_model`` on the target alone: sandwich standard errors and, per quantizer,
+- indicator: ``indicator.indicator_of_model`` on the target alone: sandwich standard errors and, per quantizer,
   margins, ``r_min``, ``r_soft``, scale channel. No other model is trained.
 - LiRA: 64 shadow models in complementary pairs (``audit.shadow_masks``), trained in one batched call of the
   same trainer (``mislib.evaluation.trainers``: the fast path, not a loop), then per quantizer: every model's release
@@ -93,7 +93,7 @@ class Case:
     def indicator(self):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", indicator.NotAtOptimumWarning)
-            return indicator.estimate_model(self.target_module, self.X_members, self.y_members, "logistic",
+            return indicator.indicator_of_model(self.target_module, self.X_members, self.y_members, "logistic",
                                             self.quantizers, ridge=SETTINGS[self.kind]["ridge"], seed=SEED)
 
     def lira(self):

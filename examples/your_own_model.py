@@ -11,7 +11,7 @@ import torch
 from sklearn.datasets import load_breast_cancer
 
 from mislib import quantizers as Q
-from mislib.indicator import estimate_model
+from mislib.indicator import indicator_of_model
 
 RIDGE = 0.1   # the penalty used in training: the indicator's Hessian includes it
 
@@ -48,11 +48,10 @@ def main(seed: int = 0, n_bootstrap_ci: int = 20):
         "ternary (BitNet b1.58)": Q.get("ternary_absmean"),
         "public grid, step 0.5": Q.get("fixed_grid", step=0.5),              # fixed in advance: nothing data-dependent
     }
-    table = estimate_model(model, X, y, "logistic", quantizers, ridge=RIDGE, n_bootstrap_ci=n_bootstrap_ci, seed=seed)
+    table = indicator_of_model(model, X, y, "logistic", quantizers, ridge=RIDGE, n_bootstrap_ci=n_bootstrap_ci, seed=seed)
 
-    columns = ["quantizer", "scale_channel", "r_min", "r_soft", "r_min_with_scale", "r_soft_with_scale",
-               "r_soft_with_scale_low", "r_soft_with_scale_high", "p_flip_with_scale", "delta_bound_with_scale",
-               "weights_at_risk"]
+    columns = ["quantizer", "scale_channel", "ranking_score", "ranking_score_low", "ranking_score_high",
+               "ranking_score_averaged", "expected_exits_with_scale", "delta_estimate", "r_min", "r_min_with_scale"]
     print(f"n = {len(y)} training examples, {sum(p.numel() for p in model.parameters())} parameters")
     print(table[[c for c in columns if c in table]].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     return table

@@ -47,7 +47,7 @@ _ENTRY_POINTS = {
     "indicator_of_model": ("mislib.indicator", "indicator_of_model"),
     "probability_more_private": ("mislib.indicator", "probability_more_private"),
     "attack_metrics": ("mislib.attacks", "attack_metrics"),
-    "run_audit": ("mislib.evaluation.audit", "audit"),
+    "run_audit": ("mislib.evaluation.audit", "run_audit"),
 }
 
 _SUBMODULES = ("quantizers", "mis", "modules", "indicator", "attacks", "plotting", "evaluation", "studies", "infra",

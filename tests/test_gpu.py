@@ -3,7 +3,7 @@
 Covered: the batched trainers (logistic, least squares, MLP), the indicator (sandwich standard errors with the
 exact Hessian, conjugate gradients and the bootstrap, ``estimate`` with every scale channel, ``estimate_model``,
 ``influence_shifts``), the quantizers (release, margins, cells, scale margins), the Monte-Carlo releases and
-ground truth, the synthetic samplers and the shadow-model audit (``mislib.evaluation.audit.audit``). The attacks themselves
+ground truth, the synthetic samplers and the shadow-model audit (``mislib.evaluation.audit.run_audit``). The attacks themselves
 work on NumPy arrays (their inputs are copied off the device), so they are covered through the audit.
 
 Without a GPU every test is skipped with the reason. ``MISLIB_GPU_TEST_DEVICE=cpu`` runs the same comparisons
@@ -167,8 +167,8 @@ def test_estimate_matches_for_every_scale_channel(logistic_model, logistic_data)
               "log_p_flip_with_scale")
     channels = set()
     for label, q in QUANTIZERS.items():
-        cpu = indicator.estimate(theta, stderr, q, 400)
-        gpu = indicator.estimate(on(theta), on(stderr), q, 400)
+        cpu = indicator.indicator_from_estimates(theta, stderr, q, 400)
+        gpu = indicator.indicator_from_estimates(on(theta), on(stderr), q, 400)
         channels.add(gpu.scale_channel)
         for name in fields:
             a, b = getattr(gpu, name), getattr(cpu, name)
@@ -181,16 +181,16 @@ def test_estimate_matches_for_every_scale_channel(logistic_model, logistic_data)
 def test_estimate_model_matches(logistic_model, logistic_data):
     X, y = logistic_data
     kwargs = dict(ridge=1e-3, n_bootstrap_ci=4, seed=0)
-    cpu = indicator.estimate_model(logistic_model, X, y, "logistic", DETERMINISTIC, **kwargs)
-    gpu = indicator.estimate_model(on(logistic_model), on(X), on(y), "logistic", DETERMINISTIC, **kwargs)
+    cpu = indicator.indicator_of_model(logistic_model, X, y, "logistic", DETERMINISTIC, **kwargs)
+    gpu = indicator.indicator_of_model(on(logistic_model), on(X), on(y), "logistic", DETERMINISTIC, **kwargs)
     numbers = [c for c in cpu.columns if cpu[c].dtype.kind == "f" and "seconds" not in c]
     np.testing.assert_allclose(gpu[numbers].to_numpy(), cpu[numbers].to_numpy(), rtol=1e-7, atol=1e-12)
 
 
 def test_influence_shifts_match(logistic_model, logistic_data):
     X, y = logistic_data
-    cpu = indicator.influence_shifts(logistic_model, X[:20], y[:20], X, y, "logistic", n=400, ridge=1e-3)
-    gpu = indicator.influence_shifts(on(logistic_model), on(X[:20]), on(y[:20]), on(X), on(y), "logistic",
+    cpu = indicator.centred_influence_shifts(logistic_model, X[:20], y[:20], X, y, "logistic", n=400, ridge=1e-3)
+    gpu = indicator.centred_influence_shifts(on(logistic_model), on(X[:20]), on(y[:20]), on(X), on(y), "logistic",
                                      n=400, ridge=1e-3)
     close(gpu, cpu, rtol=1e-9, atol=1e-15)
 
@@ -257,8 +257,8 @@ def test_audit_matches(mixture_data):
     X, y = mixture_data
     quantizers = {label: DETERMINISTIC[label] for label in ("identity", "uniform 4-bit", "sign", "fixed grid")}
     kwargs = dict(model=audit.ModelSpec(kind="logistic", ridge=1e-3), n_shadow=8, n_bootstrap=20, seed=0)
-    cpu = audit.audit(X[:200], y[:200], X[200:], y[200:], quantizers, **kwargs)
-    gpu = audit.audit(X[:200], y[:200], X[200:], y[200:], quantizers, device=DEVICE, **kwargs)
+    cpu = audit.run_audit(X[:200], y[:200], X[200:], y[200:], quantizers, **kwargs)
+    gpu = audit.run_audit(X[:200], y[:200], X[200:], y[200:], quantizers, device=DEVICE, **kwargs)
     keep = cpu["method"] != "cost"                        # wall times differ, of course
     assert (gpu.loc[keep, ["quantizer", "method", "measurement"]].to_numpy()
             == cpu.loc[keep, ["quantizer", "method", "measurement"]].to_numpy()).all()

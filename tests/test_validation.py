@@ -48,7 +48,7 @@ def _audit(**changes):
     args = dict(X_pool=X, y_pool=y, X_test=X, y_test=y, quantizers={"identity": Q.get("identity")}, n_shadow=4,
                 n_bootstrap=0)
     args.update(changes)
-    return audit.audit(args.pop("X_pool"), args.pop("y_pool"), args.pop("X_test"), args.pop("y_test"),
+    return audit.run_audit(args.pop("X_pool"), args.pop("y_pool"), args.pop("X_test"), args.pop("y_test"),
                        args.pop("quantizers"), **args)
 
 
@@ -68,9 +68,9 @@ SHAPES = [
          ValueError, r"batch sizes disagree.*sample_weight.*3.*init.*2", "fit_logistic: batch sizes disagree"),
     case(lambda: models.fit_logistic(X, y, init=torch.zeros(5, dtype=torch.float64)), ValueError,
          r"init must be \[4\]", "fit_logistic: init of the wrong length"),
-    case(lambda: indicator.estimate(THETA, torch.ones(3, dtype=torch.float64), GRID, 100), ValueError,
+    case(lambda: indicator.indicator_from_estimates(THETA, torch.ones(3, dtype=torch.float64), GRID, 100), ValueError,
          r"stderr has shape \(3,\) but theta has \(2,\)", "indicator.estimate: stderr shape"),
-    case(lambda: indicator.estimate({"a": THETA}, {"b": STDERR}, GRID, 100), ValueError,
+    case(lambda: indicator.indicator_from_estimates({"a": THETA}, {"b": STDERR}, GRID, 100), ValueError,
          r"theta and stderr must have the same structure", "indicator.estimate: different parameter names"),
     case(lambda: indicator.standard_errors(_model(), X, y[:-1], "logistic"), ValueError,
          r"X has 20 samples but y has 19", "indicator.standard_errors: y shorter than X"),
@@ -107,11 +107,11 @@ DTYPES = [
          r"X must be a torch.Tensor, got ndarray", "indicator.standard_errors: numpy X"),
     case(lambda: indicator.standard_errors("model", X, y, "logistic"), TypeError,
          r"model must be a torch.nn.Module, got str", "indicator.standard_errors: not a module"),
-    case(lambda: indicator.estimate(THETA, STDERR.numpy(), GRID, 100), TypeError,
+    case(lambda: indicator.indicator_from_estimates(THETA, STDERR.numpy(), GRID, 100), TypeError,
          r"stderr must be a torch.Tensor or a dict of tensors", "indicator.estimate: numpy stderr"),
-    case(lambda: indicator.estimate(THETA, STDERR, "uniform", 100), TypeError,
+    case(lambda: indicator.indicator_from_estimates(THETA, STDERR, "uniform", 100), TypeError,
          r"quantizer must be a mislib.quantizers.Quantizer, got str", "indicator.estimate: quantizer by name"),
-    case(lambda: indicator.estimate(THETA, STDERR, GRID, "100"), TypeError,
+    case(lambda: indicator.indicator_from_estimates(THETA, STDERR, GRID, "100"), TypeError,
          r"n must be a number \(the training-set size\), got str", "indicator.estimate: n as a string"),
     case(lambda: attacks.auc(["a", "b"], [0, 1]), TypeError, r"scores must be an array of numbers",
          "attacks.auc: string scores"),
@@ -151,7 +151,7 @@ NOT_FINITE = [
          r"X contains 1 NaN or infinite entries", "fit_logistic: NaN in X"),
     case(lambda: models.fit_logistic(X, y, ridge=float("nan")), ValueError, r"ridge must be finite, got nan",
          "fit_logistic: NaN ridge"),
-    case(lambda: indicator.estimate(_with(THETA, 0, float("nan")), STDERR, GRID, 100), ValueError,
+    case(lambda: indicator.indicator_from_estimates(_with(THETA, 0, float("nan")), STDERR, GRID, 100), ValueError,
          r"theta contains 1 NaN or infinite entries", "indicator.estimate: NaN parameter"),
     case(lambda: indicator.standard_errors(_model(), _with(X, (0, 0), float("inf")), y, "logistic"), ValueError,
          r"X contains 1 NaN or infinite entries", "indicator.standard_errors: infinite X"),
@@ -166,8 +166,8 @@ EMPTY = [
     case(lambda: models.fit_logistic(X[:0], y[:0]), ValueError, r"X is empty \(shape \(0, 3\)\)",
          "fit_logistic: no data"),
     case(lambda: attacks.auc(np.array([]), np.array([])), ValueError, r"scores is empty", "attacks.auc: no scores"),
-    case(lambda: indicator.estimate_model(_model(), X, y, "logistic", []), ValueError, r"quantizers is empty",
-         "indicator.estimate_model: no quantizers"),
+    case(lambda: indicator.indicator_of_model(_model(), X, y, "logistic", []), ValueError, r"quantizers is empty",
+         "indicator.indicator_of_model: no quantizers"),
     case(lambda: _audit(quantizers={}), ValueError, r"quantizers is empty", "audit: no quantizers"),
     case(lambda: embedders.embed_cached([], "ecfp4"), ValueError, r"no molecules to embed",
          "embed_cached: no molecules"),
@@ -207,15 +207,15 @@ SAMPLE_SIZES = [
          "mis.exact_gaussian_mean: sigma = 0"),
     case(lambda: mis.exact_bernoulli_mean(10, 1.0), ValueError, r"p must be < 1.0, got 1.0",
          "mis.exact_bernoulli_mean: p = 1"),
-    case(lambda: indicator.estimate(THETA, STDERR, GRID, 1), ValueError, r"n must be >= 2.0, got 1.0",
+    case(lambda: indicator.indicator_from_estimates(THETA, STDERR, GRID, 1), ValueError, r"n must be >= 2.0, got 1.0",
          "indicator.estimate: n = 1"),
     case(lambda: indicator.standard_errors(_model(), X[:1], y[:1], "logistic"), ValueError,
          r"need at least 2 samples, got 1", "indicator.standard_errors: one sample"),
     case(lambda: indicator.standard_errors(_model(), X, y, "logistic", method="bootstrap", n_bootstrap=1),
          ValueError, r"n_bootstrap must be >= 2, got 1", "indicator.standard_errors: one bootstrap replicate"),
-    case(lambda: indicator.estimate_model(_model(), X, y, "logistic", [GRID], n_bootstrap_ci=1), ValueError,
-         r"n_bootstrap_ci must be 0 \(no intervals\) or >= 2", "indicator.estimate_model: one replicate"),
-    case(lambda: indicator.estimate(THETA, torch.zeros(2, dtype=torch.float64), GRID, 100), ValueError,
+    case(lambda: indicator.indicator_of_model(_model(), X, y, "logistic", [GRID], n_bootstrap_ci=1), ValueError,
+         r"n_bootstrap_ci must be 0 \(no intervals\) or >= 2", "indicator.indicator_of_model: one replicate"),
+    case(lambda: indicator.indicator_from_estimates(THETA, torch.zeros(2, dtype=torch.float64), GRID, 100), ValueError,
          r"stderr must be > 0 everywhere \(2 entries are not", "indicator.estimate: zero standard errors"),
     case(lambda: attacks.membership_split(1), ValueError, r"n_total must be >= 2, got 1",
          "attacks.membership_split: one example"),
@@ -258,8 +258,8 @@ UNKNOWN_NAMES = [
          r"unknown method 'jackknife'", "indicator.standard_errors: unknown method"),
     case(lambda: indicator.standard_errors(_model(), X, y, "logistic", hessian="diag"), ValueError,
          r"unknown hessian 'diag'", "indicator.standard_errors: unknown Hessian mode"),
-    case(lambda: indicator.estimate_model(torch.nn.Linear(3, 1).double(), X, y, None, [GRID]), ValueError,
-         r"loss is None and the model has no default_loss", "indicator.estimate_model: no loss"),
+    case(lambda: indicator.indicator_of_model(torch.nn.Linear(3, 1).double(), X, y, None, [GRID]), ValueError,
+         r"loss is None and the model has no default_loss", "indicator.indicator_of_model: no loss"),
     case(lambda: models.fit_mlp_head(X, y, 4, task="ranking"), ValueError, r"unknown task 'ranking'",
          "fit_mlp_head: unknown task"),
     case(lambda: models.fit_mlp_head(X, y, 4, activation="sigmoid"), ValueError, r"unknown activation 'sigmoid'",
@@ -308,8 +308,8 @@ RANGES = [
     case(lambda: models.fit_mlp_head(X, y, 0), ValueError, r"hidden must be >= 1, got 0", "fit_mlp_head: no units"),
     case(lambda: models.fit_mlp_head(X, y, 4, lr=0.0), ValueError, r"lr must be > 0.0, got 0.0",
          "fit_mlp_head: zero learning rate"),
-    case(lambda: indicator.estimate_model(_model(), X, y, "logistic", [GRID], confidence=1.0), ValueError,
-         r"confidence must be < 1.0, got 1.0", "indicator.estimate_model: confidence 1"),
+    case(lambda: indicator.indicator_of_model(_model(), X, y, "logistic", [GRID], confidence=1.0), ValueError,
+         r"confidence must be < 1.0, got 1.0", "indicator.indicator_of_model: confidence 1"),
     case(lambda: attacks.attack_metrics(SCORES, LABELS, confidence=95), ValueError,
          r"confidence must be < 1.0, got 95.0", "attacks.attack_metrics: confidence in percent"),
     case(lambda: attacks.tpr_at_fpr(SCORES, LABELS, 0.0), ValueError, r"fpr must be > 0.0, got 0.0",
@@ -397,8 +397,8 @@ def test_mixed_devices_are_moved_not_crashed():
     mixed_se = indicator.standard_errors(model.to(cuda), X, y, "logistic", ridge=0.1)   # model on GPU, data on CPU
     for name in cpu_se:
         torch.testing.assert_close(mixed_se[name].cpu(), cpu_se[name])
-    cpu = indicator.estimate(THETA, STDERR, GRID, 100)
-    mixed = indicator.estimate(THETA.to(cuda), STDERR, GRID, 100)                         # theta GPU, stderr CPU
+    cpu = indicator.indicator_from_estimates(THETA, STDERR, GRID, 100)
+    mixed = indicator.indicator_from_estimates(THETA.to(cuda), STDERR, GRID, 100)                         # theta GPU, stderr CPU
     assert mixed.r_min == pytest.approx(cpu.r_min) and mixed.r_soft == pytest.approx(cpu.r_soft)
     coef = models.fit_logistic(X.to(cuda), y, 0.1, device="cuda")                         # X GPU, y CPU
     torch.testing.assert_close(coef.cpu(), models.fit_logistic(X, y, 0.1))

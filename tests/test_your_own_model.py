@@ -75,3 +75,17 @@ def test_bootstrap_intervals(run):
     assert (low <= high).all() and low.notna().all()
     grid = run.loc["public grid, step 0.5"]
     assert grid["r_soft_with_scale_low"] > 0        # the grid's positive rate is not an accident of this sample
+
+
+def test_ranking_score_respects_data_processing_and_orders_the_releases(run):
+    score = run["ranking_score"]
+    assert score["no quantization"] == 0 and (score >= 0).all()           # never below the unquantized weights
+    assert run.loc["no quantization", "expected_exits_with_scale"] == pytest.approx(129)
+    order = ["no quantization", "uniform 8-bit", "uniform 4-bit", "ternary (BitNet b1.58)", "public grid, step 0.5"]
+    assert score[order].is_monotonic_increasing and score[order].is_unique, score
+    # a stored power-of-two scale has cells of its own: above the same weights with a float scale
+    assert score["uniform 4-bit, pow2 scale"] > score["uniform 4-bit"]
+    grid = run.loc["public grid, step 0.5"]
+    assert grid["expected_exits_with_scale"] < 1 and grid["delta_estimate"] < 1
+    assert (run.drop(index="public grid, step 0.5")["delta_estimate"] == 1).all()
+    assert (run["ranking_score_averaged"] >= 0).all() and run.loc["no quantization", "ranking_score_averaged"] == 0
