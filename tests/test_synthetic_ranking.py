@@ -14,6 +14,7 @@ from mislib.infra.paths import PROJECT_ROOT
 RESULTS = PROJECT_ROOT / "data" / "results"
 ATTACK, TRUTH = synthetic_ranking.ATTACK, synthetic_ranking.TRUTH
 R_MIN, R_SOFT, BITS = synthetic_ranking.R_MIN, synthetic_ranking.R_SOFT, synthetic_ranking.BITS
+SCORE, AVERAGED = synthetic_ranking.SCORE, synthetic_ranking.AVERAGED
 
 
 @pytest.fixture(scope="module")
@@ -63,33 +64,37 @@ def test_table_is_the_paper_design(table, config, datasets):
     assert (table[table.dataset == low].method == "monte_carlo").any()
 
 
-def test_r_soft_ranks_like_the_best_attack_in_dimension_128(pooled, datasets):
+def test_the_ranking_score_ranks_like_the_best_attack_in_dimension_128(pooled, datasets):
     high, _ = datasets
     for model in ("logistic", "mlp"):
-        assert synthetic_ranking.pooled_value(pooled, high, model, ATTACK, R_SOFT) >= 0.95
-        assert synthetic_ranking.pooled_value(pooled, high, model, ATTACK, R_SOFT, "n_separated") >= 100
-        assert synthetic_ranking.pooled_value(pooled, high, model, ATTACK, R_SOFT, "mean_kendall_tau") > 0.5
-        # r_min does worse than a coin on the same pairs, the naive "fewer bits" clearly worse than r_soft
+        score = synthetic_ranking.pooled_value(pooled, high, model, ATTACK, SCORE)
+        assert score >= 0.95
+        assert synthetic_ranking.pooled_value(pooled, high, model, ATTACK, SCORE, "n_separated") >= 100
+        assert synthetic_ranking.pooled_value(pooled, high, model, ATTACK, SCORE, "mean_kendall_tau") > 0.5
+        # r_min does worse than a coin on the same pairs, the naive "fewer bits" clearly worse than the score
         assert synthetic_ranking.pooled_value(pooled, high, model, ATTACK, R_MIN) < 0.5
-        assert synthetic_ranking.pooled_value(pooled, high, model, ATTACK, BITS) < synthetic_ranking.pooled_value(pooled, high, model, ATTACK, R_SOFT) - 0.05
+        assert synthetic_ranking.pooled_value(pooled, high, model, ATTACK, BITS) < score - 0.05
+        # the previous r_soft (nearer threshold only) within three points of it
+        assert abs(synthetic_ranking.pooled_value(pooled, high, model, ATTACK, R_SOFT) - score) < 0.03
 
 
 def test_indicators_rank_like_the_montecarlo_truth_in_dimension_1(pooled, datasets):
     _, low = datasets
+    score = synthetic_ranking.pooled_value(pooled, low, "logistic", TRUTH, SCORE)
     assert synthetic_ranking.pooled_value(pooled, low, "logistic", TRUTH, R_MIN) >= 0.85
-    assert synthetic_ranking.pooled_value(pooled, low, "logistic", TRUTH, R_SOFT) >= 0.8
+    assert score >= 0.9 and score >= synthetic_ranking.pooled_value(pooled, low, "logistic", TRUTH, R_SOFT)
     assert synthetic_ranking.pooled_value(pooled, low, "logistic", TRUTH, BITS) < 0.65
-    assert synthetic_ranking.pooled_value(pooled, low, "logistic", TRUTH, R_SOFT, "n_separated") >= 50
-    assert synthetic_ranking.pooled_value(pooled, low, "logistic", ATTACK, R_SOFT, "n_separated") == 0   # attacks separate nothing
+    assert synthetic_ranking.pooled_value(pooled, low, "logistic", TRUTH, SCORE, "n_separated") >= 50
+    assert synthetic_ranking.pooled_value(pooled, low, "logistic", ATTACK, SCORE, "n_separated") == 0   # attacks separate nothing
 
 
 def test_the_best_score_is_an_indicator(pooled, datasets):
-    high, _ = datasets
+    _, low = datasets
     for (dataset, _, _), group in pooled[pooled.n_separated > 0].groupby(["dataset", "model", "reference"]):
         winner = group.sort_values("concordant_fraction", ascending=False).iloc[0].score
         assert winner.startswith("indicator.")
-        if dataset == high:
-            assert "r_soft" in winner
+        if dataset == low:
+            assert winner.startswith(SCORE)
 
 
 def test_r_min_in_dimension_128_is_zero_or_vanishing(table, datasets):
@@ -116,12 +121,12 @@ def test_coarse_quantization_hides_members_at_the_smallest_n(table, datasets):
     for model in ("logistic", "mlp"):
         part = table[(table.dataset == high) & (table.model == model) & (table.sample_size == n0)
                      & (table.seed == 0)]
-        wide = synthetic_ranking.wide_table(part, [("best_attack", "auc"), ("indicator", "r_soft_with_scale")], ["quantizer"])
+        wide = synthetic_ranking.wide_table(part, [("best_attack", "auc"), ("indicator", "ranking_score")], ["quantizer"])
         wide = wide.set_index("quantizer")
         identity, coarse = wide.loc["identity"], wide.loc["uniform 2-bit"]
         assert identity["best_attack.auc"] > 0.9
         assert coarse["best_attack.auc_high"] < identity["best_attack.auc_low"]
-        assert coarse["indicator.r_soft_with_scale"] > identity["indicator.r_soft_with_scale"]
+        assert coarse["indicator.ranking_score"] > identity["indicator.ranking_score"] == 0
 
 
 def test_the_indicator_is_much_cheaper_than_a_shadow_audit(table, datasets, config):
@@ -142,22 +147,25 @@ def test_conclusions_read_each_number_from_its_own_row():
     rows, expected = [], {}
     for k, (dataset, model, reference, score) in enumerate(
             (d, m, r, s) for d in ("high", "low") for m in ("logistic", "mlp") for r in (ATTACK, TRUTH)
-            for s in (R_MIN, R_SOFT, BITS)):
+            for s in (SCORE, AVERAGED, R_MIN, R_SOFT, BITS)):
         row = {"dataset": dataset, "model": model, "reference": reference, "score": score,
                "concordant_fraction": k / 100, "n_separated": 1000 + k, "mean_kendall_tau": -k / 100}
         rows.append(row)
         expected[(dataset, model, reference, score)] = row
     found = synthetic_ranking.conclusions(pd.DataFrame(rows), "high", "low", dim=7)
     for model in ("logistic", "mlp"):
-        assert found[model]["r_soft"] == expected[("high", model, ATTACK, R_SOFT)]["concordant_fraction"]
-        assert found[model]["r_min"] == expected[("high", model, ATTACK, R_MIN)]["concordant_fraction"]
-        assert found[model]["bits"] == expected[("high", model, ATTACK, BITS)]["concordant_fraction"]
-        assert found[model]["r_soft_separated"] == expected[("high", model, ATTACK, R_SOFT)]["n_separated"]
+        for key, score in (("score", SCORE), ("averaged", AVERAGED), ("r_soft", R_SOFT), ("r_min", R_MIN),
+                           ("bits", BITS)):
+            assert found[model][key] == expected[("high", model, ATTACK, score)]["concordant_fraction"], key
+        assert found[model]["separated"] == expected[("high", model, ATTACK, SCORE)]["n_separated"]
+        assert found[model]["score_tau"] == expected[("high", model, ATTACK, SCORE)]["mean_kendall_tau"]
+        assert found[model]["averaged_tau"] == expected[("high", model, ATTACK, AVERAGED)]["mean_kendall_tau"]
         assert found[model]["r_soft_tau"] == expected[("high", model, ATTACK, R_SOFT)]["mean_kendall_tau"]
     truth = found["dimension 1"]
     assert truth["r_min"] == expected[("low", "logistic", TRUTH, R_MIN)]["concordant_fraction"]
-    assert truth["r_soft_separated"] == expected[("low", "logistic", TRUTH, R_SOFT)]["n_separated"]
-    assert found["attack_separated_low"] == expected[("low", "logistic", ATTACK, R_SOFT)]["n_separated"]
+    assert truth["score"] == expected[("low", "logistic", TRUTH, SCORE)]["concordant_fraction"]
+    assert truth["separated"] == expected[("low", "logistic", TRUTH, SCORE)]["n_separated"]
+    assert found["attack_separated_low"] == expected[("low", "logistic", ATTACK, SCORE)]["n_separated"]
     assert found.report.splitlines()[0].startswith("dimension 7, logistic, against the best attack")
     with pytest.raises(ValueError, match="0 pooled rows"):
         synthetic_ranking.pooled_value(pd.DataFrame(rows), "high", "svm", ATTACK, R_SOFT)

@@ -109,7 +109,7 @@ def _pivot(table: pd.DataFrame, method: str, measurement: str, by: list[str]) ->
     return part.set_index(by + ["quantizer"])[["value", "value_low", "value_high"]]
 
 
-def agreement_table(table: pd.DataFrame, score: tuple[str, str] = ("indicator", "r_soft_with_scale"),
+def agreement_table(table: pd.DataFrame, score: tuple[str, str] = ("indicator", "ranking_score"),
                     reference: tuple[str, str] = ("best_attack", "auc"), *,
                     by: Sequence[str] = ("model", "sample_size", "seed"), reference_by: Sequence[str] | None = None,
                     score_higher_is_private: bool = True, reference_higher_is_private: bool = False,
@@ -184,9 +184,10 @@ def discordant_pairs(table: pd.DataFrame, score: tuple[str, str], reference: tup
 # Scores compared in the study: (method, measurement, higher is more private). The last two are naive
 # baselines that an indicator should beat: fewer bits, or more zeros, taken as "more private".
 STUDY_SCORES = (
+    ("indicator", "ranking_score", True),
+    ("indicator", "ranking_score_averaged", True),
     ("indicator", "r_min_with_scale", True),
-    ("indicator", "r_soft_with_scale", True),
-    ("indicator", "r_soft", True),
+    ("indicator", "r_soft_with_scale", True),      # the score before mislib 0.2 (nearer threshold only), for comparison
     ("quantizer", "bits_per_weight", False),
     ("quantizer", "sparsity", True),
 )
@@ -242,7 +243,7 @@ def pooled_agreement(agreements: pd.DataFrame, by: Sequence[str] | None = None):
 
 
 
-def indicator_agreement(table: pd.DataFrame, indicators: Sequence[str] = ("r_soft", "r_min"), *,
+def indicator_agreement(table: pd.DataFrame, indicators: Sequence[str] = ("ranking_score", "r_min"), *,
                         reference: tuple[str, str], by: Sequence[str], method: str = "indicator") -> pd.DataFrame:
     """How each indicator orders the quantizers against ``reference`` (an attack's ``(method, measurement)``,
     higher = less private), pooled over the groups of ``by``: ``agreement_table`` within each group, then
@@ -252,7 +253,7 @@ def indicator_agreement(table: pd.DataFrame, indicators: Sequence[str] = ("r_sof
 
     Examples
     --------
-    The molecular study (notebook 06) compares ``r_soft`` and ``r_min`` with LiRA within each task, embedder
+    The molecular study (notebook 06) compares ``ranking_score`` and ``r_min`` with LiRA within each task, embedder
     and seed: ``indicator_agreement(table, reference=("lira_online_fixed_variance", "auc"),
     by=("task", "embedder", "seed"))``.
     """

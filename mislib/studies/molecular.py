@@ -76,7 +76,8 @@ PRIVACY_COLUMNS = (
     ("loss_attack_auc", "loss_threshold", "auc"),
     ("best_attack_auc", "best_attack", "auc"),
     ("r_min", "indicator", "r_min"),
-    ("r_soft", "indicator", "r_soft"),
+    ("ranking_score", "indicator", "ranking_score"),
+    ("ranking_score_averaged", "indicator", "ranking_score_averaged"),
 )
 PERFORMANCE_COLUMNS = {
     "classification": (("auroc", "test", "auroc"), ("accuracy", "test", "accuracy")),
@@ -328,18 +329,18 @@ def with_pareto(summary: pd.DataFrame, risk: str = "lira_auc", performance: str 
 def quantizer_ranking(table: pd.DataFrame) -> pd.DataFrame:
     """One row per quantizer, ordered from most to least private by LiRA:
 
-    - ``lira_auc``, ``r_soft``: means over every task, embedder and seed;
-    - ``lira_rank``, ``r_soft_rank``: mean rank within each (task, embedder, seed), 1 = most private (lowest
-      LiRA AUC, highest ``r_soft``);
+    - ``lira_auc``, ``ranking_score``: means over every task, embedder and seed;
+    - ``lira_rank``, ``ranking_score_rank``: mean rank within each (task, embedder, seed), 1 = most private (lowest
+      LiRA AUC, highest ``ranking_score``);
     - ``performance_change_classification`` / ``_regression``: mean change of the primary metric (AUROC, R^2)
       against the identity release, per task kind;
     - ``pareto_count``: in how many tasks' fronts (``with_pareto``) the quantizer appears with some embedder."""
     wide = per_seed(table)
     groups = wide.groupby(["task", "embedder", "seed"], sort=False)
     wide["lira_rank"] = groups["lira_auc"].rank(method="average", ascending=True)
-    wide["r_soft_rank"] = groups["r_soft"].rank(method="average", ascending=False)
+    wide["ranking_score_rank"] = groups["ranking_score"].rank(method="average", ascending=False)
     by_q = wide.groupby("quantizer", sort=False)
-    out = by_q[["lira_auc", "lira_tpr_at_1pct_fpr", "loss_attack_auc", "r_soft", "lira_rank", "r_soft_rank"]].mean()
+    out = by_q[["lira_auc", "lira_tpr_at_1pct_fpr", "loss_attack_auc", "ranking_score", "lira_rank", "ranking_score_rank"]].mean()
     for kind in ("classification", "regression"):
         part = wide[wide["task_kind"] == kind].groupby("quantizer", sort=False)["performance_change"].mean()
         out[f"performance_change_{kind}"] = part
@@ -352,13 +353,13 @@ def quantizer_ranking(table: pd.DataFrame) -> pd.DataFrame:
 def conclusions(table: pd.DataFrame, *, tolerance: float = 0.02) -> dict:
     """The statements of the notebook, computed from the table (numbers rounded only when printed).
 
-    - ``most_private_lira``: the quantizer with the lowest mean LiRA AUC; ``most_private_r_soft``: the best
-      mean rank by ``r_soft``; with their mean LiRA AUC and that of the identity release;
+    - ``most_private_lira``: the quantizer with the lowest mean LiRA AUC; ``most_private_ranking_score``: the best
+      mean rank by ``ranking_score``; with their mean LiRA AUC and that of the identity release;
     - ``cost_classification`` / ``cost_regression``: the mean change of AUROC / R^2 the most private (LiRA)
       quantizer costs against identity; also ``accuracy_change`` (classification);
     - per task kind: the identity release's mean LiRA AUC (``identity_lira_auc_<kind>``) and how much the most
       private quantizer lowers it (``privacy_gain_<kind>``);
-    - ``<indicator>_concordant_fraction`` and ``<indicator>_separated_pairs`` for ``r_soft`` and ``r_min``
+    - ``<indicator>_concordant_fraction`` and ``<indicator>_separated_pairs`` for ``ranking_score`` and ``r_min``
       (``mislib.evaluation.agreement.indicator_agreement`` against LiRA, within each ``CONFIGURATION``);
     - ``low_bit_quantizers``: those storing at most ``LOW_BITS`` bits per weight, most private first, with the
       ranges of their mean LiRA AUC and performance changes;
@@ -370,12 +371,12 @@ def conclusions(table: pd.DataFrame, *, tolerance: float = 0.02) -> dict:
     mean = wide.groupby("quantizer")
     lira = mean["lira_auc"].mean()
     best_lira = str(ranking.iloc[0]["quantizer"])
-    best_r_soft = str(ranking.sort_values(["r_soft_rank", "lira_auc"]).iloc[0]["quantizer"])
+    best_ranking_score = str(ranking.sort_values(["ranking_score_rank", "lira_auc"]).iloc[0]["quantizer"])
     out = {
         "most_private_lira": best_lira,
         "most_private_lira_auc": float(lira[best_lira]),
-        "most_private_r_soft": best_r_soft,
-        "most_private_r_soft_lira_auc": float(lira[best_r_soft]),
+        "most_private_ranking_score": best_ranking_score,
+        "most_private_ranking_score_lira_auc": float(lira[best_ranking_score]),
         "identity_lira_auc": float(lira[REFERENCE_QUANTIZER]),
         "n_quantizers": int(wide["quantizer"].nunique()),
         "n_tasks": int(wide["task"].nunique()),
@@ -437,7 +438,7 @@ def _agreement_low_bits_and_recommendation(table: pd.DataFrame, ranking: pd.Data
     return out
 
 
-def indicator_agreement(table: pd.DataFrame, indicators: Sequence[str] = ("r_soft", "r_min")) -> pd.DataFrame:
+def indicator_agreement(table: pd.DataFrame, indicators: Sequence[str] = ("ranking_score", "r_min")) -> pd.DataFrame:
     """Deprecated: ``mislib.evaluation.agreement.indicator_agreement(table, indicators, reference=LIRA,
     by=CONFIGURATION)``; removed in mislib 0.3."""
     warnings.warn("mislib.studies.molecular.indicator_agreement is deprecated; use "
@@ -453,12 +454,12 @@ def conclusions_text(found: dict) -> str:
         f"private release by LiRA is **{found['most_private_lira']}**: mean LiRA AUC "
         f"{found['most_private_lira_auc']:.3f} against {found['identity_lira_auc']:.3f} for the unquantized "
         f"(identity) release.",
-        f"- By the indicator `r_soft` (mean rank within each task, embedder and seed) the most private is "
-        f"**{found['most_private_r_soft']}** (mean LiRA AUC {found['most_private_r_soft_lira_auc']:.3f}).",
+        f"- By the indicator's ranking score (mean rank within each task, embedder and seed) the most private is "
+        f"**{found['most_private_ranking_score']}** (mean LiRA AUC {found['most_private_ranking_score_lira_auc']:.3f}).",
     ]
-    if "r_soft_concordant_fraction" in found and found.get("r_soft_separated_pairs"):
-        lines.append(f"- Without any shadow model, `r_soft` orders the releases as LiRA does in "
-                     f"{100 * found['r_soft_concordant_fraction']:.0f}% of the {found['r_soft_separated_pairs']} pairs "
+    if "ranking_score_concordant_fraction" in found and found.get("ranking_score_separated_pairs"):
+        lines.append(f"- Without any shadow model, the ranking score orders the releases as LiRA does in "
+                     f"{100 * found['ranking_score_concordant_fraction']:.0f}% of the {found['ranking_score_separated_pairs']} pairs "
                      f"whose LiRA intervals do not overlap (`r_min`: "
                      f"{100 * found['r_min_concordant_fraction']:.0f}%).")
     costs = []
@@ -558,7 +559,7 @@ def plot_tradeoff(summary: pd.DataFrame, *, risk: str = "lira_auc", risk_label: 
     return fig
 
 
-def plot_indicator_against_attack(per_seed_table: pd.DataFrame, *, indicator: str = "r_soft",
+def plot_indicator_against_attack(per_seed_table: pd.DataFrame, *, indicator: str = "ranking_score",
                                   attack: str = "lira_auc"):
     """Each (embedder, quantizer, seed) as a point: the indicator (x) against the attack's AUC (y), one panel per
     task (the indicator's scale, 1/n, differs between tasks). Returns the figure."""

@@ -24,7 +24,7 @@ OVERVIEW_QUANTIZERS = (
     ("magnitude pruning 90%", "magnitude_pruning", {"sparsity": 0.9}),
     ("k-means 3-bit", "kmeans", {"bits": 3}),
     ("prune 50% + uniform 3-bit", "prune_then_quantize", {"sparsity": 0.5, "bits": 3}),
-    ("uniform 2-bit affine", "uniform", {"bits": 2, "symmetric": False}),
+    ("cast to bfloat16", "cast", {"dtype": "bfloat16"}),
 )
 
 

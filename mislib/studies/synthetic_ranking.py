@@ -291,8 +291,8 @@ def indicator_vs_montecarlo(table: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("the table has no Monte-Carlo rows (method 'monte_carlo')")
     index = ["dataset", "model", "sample_size", "seed", "quantizer"]
     left = wide_table(audits[audits.dataset.isin(mc.dataset.unique())],
-                 [("indicator", "r_min_with_scale"), ("indicator", "r_soft_with_scale"),
-                  ("indicator", "delta_bound_with_scale"), ("best_attack", "auc"), ("quantizer", "deterministic")],
+                 [("indicator", "ranking_score"), ("indicator", "r_min_with_scale"),
+                  ("indicator", "r_soft_with_scale"), ("indicator", "delta_bound_with_scale"), ("best_attack", "auc"), ("quantizer", "deterministic")],
                  index)
     right = wide_table(mc, [("monte_carlo", "delta_best_lower_bound"), ("monte_carlo", "delta_plug_in"),
                        ("monte_carlo", "distinct_fraction")], ["dataset", "model", "sample_size", "quantizer"])
@@ -329,14 +329,14 @@ def describe_quantizers(specs) -> pd.DataFrame:
 
 def overview(table: pd.DataFrame, dataset: str, model: str, n: int, seed: int = 0) -> pd.DataFrame:
     """Every quantizer of one audited configuration, most attackable first: the best attack's AUC with its
-    interval, the test accuracy, ``r_min`` and ``r_soft`` (with the scale channel) and the number of
-    coordinates the indicator puts at risk, ``exp(-n r_soft)``."""
+    interval, the test accuracy, the ranking score, ``r_min`` (with the scale channel) and the number of
+    published values the indicator expects to change (``expected_exits_with_scale``)."""
     part = table[(table.dataset == dataset) & (table.model == model) & (table.sample_size == n) & (table.seed == seed)]
-    wide = wide_table(part, [("best_attack", "auc"), ("test", "accuracy"), ("indicator", "r_min_with_scale"),
-                             ("indicator", "r_soft_with_scale")], ["quantizer"])
-    wide["coordinates at risk"] = np.exp(-n * wide["indicator.r_soft_with_scale"])
+    wide = wide_table(part, [("best_attack", "auc"), ("test", "accuracy"), ("indicator", "ranking_score"),
+                             ("indicator", "r_min_with_scale"), ("indicator", "expected_exits_with_scale")],
+                      ["quantizer"])
     keep = ["quantizer", "best_attack.auc", "best_attack.auc_low", "best_attack.auc_high", "test.accuracy",
-            "indicator.r_min_with_scale", "indicator.r_soft_with_scale", "coordinates at risk"]
+            "indicator.ranking_score", "indicator.r_min_with_scale", "indicator.expected_exits_with_scale"]
     return wide[keep].sort_values("best_attack.auc", ascending=False).set_index("quantizer")
 
 
@@ -365,13 +365,14 @@ def pooled_value(pooled: pd.DataFrame, dataset: str, model: str, reference: str,
 
 
 ATTACK, TRUTH = "best_attack.auc", "monte_carlo.delta_best_lower_bound"
+SCORE, AVERAGED = "indicator.ranking_score", "indicator.ranking_score_averaged"
 R_MIN, R_SOFT, BITS = "indicator.r_min_with_scale", "indicator.r_soft_with_scale", "quantizer.bits_per_weight"
 
 
 def conclusions(pooled: pd.DataFrame, high: str, low: str, dim: int):
     """What notebook 05 concludes on ranking (§3), from the pooled agreement table: per model of the
-    high-dimensional data set ``high``, against the best attack, the concordant fractions of ``r_soft``,
-    ``r_min`` and fewer bits, the pairs separated and the mean Kendall taus; in dimension 1 (``low``), against
+    high-dimensional data set ``high``, against the best attack, the concordant fractions of the ranking score
+    (``score``; ``averaged`` for the uncertainty-averaged one), the previous ``r_soft``, ``r_min`` and fewer bits, the pairs separated and the mean Kendall taus; in dimension 1 (``low``), against
     the Monte-Carlo truth (key ``"dimension 1"``), the same fractions, and the pairs the best attack separates
     there (``attack_separated_low``)."""
     from mislib.studies.findings import Conclusions
@@ -381,24 +382,30 @@ def conclusions(pooled: pd.DataFrame, high: str, low: str, dim: int):
 
     values, lines = {}, []
     for model in ("logistic", "mlp"):
-        found = {"r_soft": value(high, model, ATTACK, R_SOFT), "r_min": value(high, model, ATTACK, R_MIN),
+        found = {"score": value(high, model, ATTACK, SCORE), "averaged": value(high, model, ATTACK, AVERAGED),
+                 "r_soft": value(high, model, ATTACK, R_SOFT), "r_min": value(high, model, ATTACK, R_MIN),
                  "bits": value(high, model, ATTACK, BITS),
-                 "r_soft_separated": value(high, model, ATTACK, R_SOFT, "n_separated"),
+                 "separated": value(high, model, ATTACK, SCORE, "n_separated"),
+                 "score_tau": value(high, model, ATTACK, SCORE, "mean_kendall_tau"),
+                 "averaged_tau": value(high, model, ATTACK, AVERAGED, "mean_kendall_tau"),
                  "r_soft_tau": value(high, model, ATTACK, R_SOFT, "mean_kendall_tau"),
                  "r_min_tau": value(high, model, ATTACK, R_MIN, "mean_kendall_tau")}
         values[model] = found
-        lines.append(f"dimension {dim}, {model}, against the best attack: concordant pairs r_soft "
-                     f"{found['r_soft']:.1%}, r_min {found['r_min']:.1%}, fewer bits {found['bits']:.1%} of "
-                     f"{found['r_soft_separated']:.0f} separated pairs; Kendall tau r_soft {found['r_soft_tau']:.2f}, "
-                     f"r_min {found['r_min_tau']:.2f}")
-    truth = {"r_min": value(low, "logistic", TRUTH, R_MIN), "r_soft": value(low, "logistic", TRUTH, R_SOFT),
+        lines.append(f"dimension {dim}, {model}, against the best attack: concordant pairs ranking score "
+                     f"{found['score']:.1%} (averaged {found['averaged']:.1%}), previous r_soft {found['r_soft']:.1%}, "
+                     f"r_min {found['r_min']:.1%}, fewer bits {found['bits']:.1%} of {found['separated']:.0f} "
+                     f"separated pairs; Kendall tau ranking score {found['score_tau']:.2f} (averaged "
+                     f"{found['averaged_tau']:.2f}), r_soft {found['r_soft_tau']:.2f}, r_min {found['r_min_tau']:.2f}")
+    truth = {"score": value(low, "logistic", TRUTH, SCORE), "averaged": value(low, "logistic", TRUTH, AVERAGED),
+             "r_min": value(low, "logistic", TRUTH, R_MIN), "r_soft": value(low, "logistic", TRUTH, R_SOFT),
              "bits": value(low, "logistic", TRUTH, BITS),
-             "r_soft_separated": value(low, "logistic", TRUTH, R_SOFT, "n_separated")}
+             "separated": value(low, "logistic", TRUTH, SCORE, "n_separated")}
     values["dimension 1"] = truth
-    lines.append(f"dimension 1, against the Monte-Carlo Delta_n: concordant pairs r_min {truth['r_min']:.1%}, "
-                 f"r_soft {truth['r_soft']:.1%}, fewer bits {truth['bits']:.1%} of {truth['r_soft_separated']:.0f} "
+    lines.append(f"dimension 1, against the Monte-Carlo Delta_n: concordant pairs ranking score "
+                 f"{truth['score']:.1%} (averaged {truth['averaged']:.1%}), r_min {truth['r_min']:.1%}, previous "
+                 f"r_soft {truth['r_soft']:.1%}, fewer bits {truth['bits']:.1%} of {truth['separated']:.0f} "
                  "separated pairs")
-    values["attack_separated_low"] = value(low, "logistic", ATTACK, R_SOFT, "n_separated")
+    values["attack_separated_low"] = value(low, "logistic", ATTACK, SCORE, "n_separated")
     lines.append(f"dimension 1, pairs separated by the best attack: {values['attack_separated_low']:.0f}")
     return Conclusions(values, lines)
 
@@ -457,16 +464,18 @@ def _log_ticks(axis):
 
 
 def plot_indicator_vs_truth(table: pd.DataFrame, versus_mc: pd.DataFrame, high: str, deterministic: list[str]):
-    """Left and centre: the best attack's AUC against the coordinates at risk exp(-n r_soft), each
+    """Left and centre: the best attack's AUC against the published values expected to change (the indicator's
+    ``expected_exits_with_scale``), each
     deterministic quantizer at each n and seed of the data set ``high`` (logistic, MLP); right: the Monte-Carlo
     lower bound on Delta_n against the indicator's bound 2 p_flip in dimension 1 (``versus_mc``:
     ``indicator_vs_montecarlo``, deterministic releases)."""
     import matplotlib.pyplot as plt
 
-    rows_high = wide_table(table[table.dataset == high], [("best_attack", "auc"), ("indicator", "r_soft_with_scale")],
+    rows_high = wide_table(table[table.dataset == high], [("best_attack", "auc"),
+                                                          ("indicator", "expected_exits_with_scale")],
                            ["model", "sample_size", "seed", "quantizer"])
     rows_high = rows_high[rows_high.quantizer.isin(deterministic)]
-    rows_high["at risk"] = np.exp(-rows_high["sample_size"] * rows_high["indicator.r_soft_with_scale"])
+    rows_high["at risk"] = rows_high["indicator.expected_exits_with_scale"]
     colour = _size_colours(table.sample_size.unique())
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     for ax, model in zip(axes[:2], ("logistic", "mlp")):
@@ -479,7 +488,7 @@ def plot_indicator_vs_truth(table: pd.DataFrame, versus_mc: pd.DataFrame, high: 
         ax.set_xscale("log")
         _log_ticks(ax.xaxis)
         ax.axhline(0.5, color="grey", lw=0.8)
-        ax.set_xlabel(r"coordinates at risk $e^{-n\,r_{\mathrm{soft}}}$ (indicator)")
+        ax.set_xlabel("published values expected to change (indicator)")
         ax.set_title(f"{high.split(', ')[-1]}, {model}", fontsize=10)
     axes[0].set_ylabel("best attack AUC (0.5 = a coin)")
     axes[0].legend(fontsize=8)
@@ -495,7 +504,7 @@ def plot_indicator_vs_truth(table: pd.DataFrame, versus_mc: pd.DataFrame, high: 
     ax.plot([1e-4, 1], [1e-4, 1], "k--", lw=0.8, label="bound = truth")
     ax.set_ylim(min(-0.01, float(versus_mc["monte_carlo.delta_best_lower_bound_low"].min())), top)
     ax.set_xscale("log")
-    ax.set_xlabel(r"indicator's bound $2\,p_{\mathrm{flip}}$ on $\Delta_n$")
+    ax.set_xlabel(r"indicator's estimate $2\,p_{\mathrm{exit}}$ of $\Delta_n$")
     ax.set_ylabel(r"Monte-Carlo lower bound on $\Delta_n$")
     ax.set_title("dimension 1, logistic (no intercept)", fontsize=10)
     ax.legend(fontsize=7)
@@ -503,14 +512,15 @@ def plot_indicator_vs_truth(table: pd.DataFrame, versus_mc: pd.DataFrame, high: 
 
 
 def plot_agreement(by_n: pd.DataFrame, high: str, low: str):
-    """Concordant fraction of separated pairs (top) and mean Kendall tau (bottom) against n, for r_min, r_soft
-    and the naive "fewer bits": in ``high`` against the best attack (logistic, MLP), in ``low`` against the
+    """Concordant fraction of separated pairs (top) and mean Kendall tau (bottom) against n, for the ranking
+    score, r_min, the previous r_soft and the naive "fewer bits": in ``high`` against the best attack (logistic, MLP), in ``low`` against the
     Monte-Carlo truth. ``by_n``: ``agreement.pooled_agreement`` by data set, model, reference, score and n.
     Grey numbers: the pairs separated at that n."""
     import matplotlib.pyplot as plt
 
     panels = [(high, "logistic", ATTACK), (high, "mlp", ATTACK), (low, "logistic", TRUTH)]
-    labels = {R_MIN: r"$r_{\min}$", R_SOFT: r"$r_{\mathrm{soft}}$", BITS: "fewer bits (naive)"}
+    labels = {SCORE: "ranking score", R_MIN: r"$r_{\min}$", R_SOFT: r"previous $r_{\mathrm{soft}}$",
+              BITS: "fewer bits (naive)"}
     fig, axes = plt.subplots(2, 3, figsize=(14, 6.5), sharex="col")
     for column, (dataset, model, reference) in enumerate(panels):
         rows = by_n[(by_n.dataset == dataset) & (by_n.model == model) & (by_n.reference == reference)]
@@ -519,7 +529,7 @@ def plot_agreement(by_n: pd.DataFrame, high: str, low: str):
             style = "--" if "bits" in score else "-"
             axes[0, column].plot(line.sample_size, line.concordant_fraction, style, marker="o", label=label)
             axes[1, column].plot(line.sample_size, line.mean_kendall_tau, style, marker="o", label=label)
-        separated = rows[rows.score == R_SOFT].sort_values("sample_size")
+        separated = rows[rows.score == SCORE].sort_values("sample_size")
         for n, count in zip(separated.sample_size, separated.n_separated):
             axes[0, column].annotate(f"{count}", (n, 0.02), ha="center", fontsize=7, color="grey")
         reference_name = "best attack" if reference.startswith("best") else "Monte-Carlo $\\Delta_n$"
