@@ -46,7 +46,8 @@ lab: setup
 	mkdir -p $(LAB_DIR)
 	for f in notebooks/[0-9][0-9]_*.ipynb; do test -e $(LAB_DIR)/$$(basename $$f) || cp $$f $(LAB_DIR)/; done
 	MISLIB_PRESET=$(PRESET) $(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) \
-		--ServerApp.root_dir=$(LAB_DIR) --MappingKernelManager.default_kernel_name=$(KERNEL_NAME)
+		--ServerApp.root_dir=$(LAB_DIR) --MappingKernelManager.default_kernel_name=$(KERNEL_NAME) \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 ## Static HTML book from the stored notebooks (no execution), MathJax vendored: build/book/html/index.html.
 book: setup

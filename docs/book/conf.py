@@ -22,3 +22,8 @@ html_sidebars = {"**": ["navigation.html", "relations.html", "searchbox.html"]}
 mathjax_path = "mathjax/tex-mml-chtml.js"
 exclude_patterns = ["_build"]
 suppress_warnings = ["mystnb.unknown_mime_type", "myst.header"]
+
+
+def setup(app):
+    # MathJax on every page, not only on pages with maths: the navigation shows notebook titles with maths.
+    app.set_html_assets_policy("always")
