@@ -175,7 +175,7 @@ def _run_all(page):
 
 
 def _errors(page) -> list[str]:
-    texts = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+    texts = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_text_contents()
     return [t[:300] for t in texts if "Traceback" in t or re.search(r"^\w+(Error|Exception)\b", t, re.M)]
 
 
@@ -187,7 +187,7 @@ def test_run_all_at_the_smoke_preset_gives_no_error(browser, lab, name):
     _open_notebook(page, url, name)
     _run_all(page)
     errors = _errors(page)
-    text = page.locator(".jp-Notebook").inner_text()
+    text = page.locator(".jp-Notebook").text_content()
     assert "Preset 'smoke'" in text, "the notebook did not say that it runs the smoke preset"
     page.screenshot(path=str(SCREENSHOTS / f"lab_{name[:2]}_run_all.png"), full_page=False)
     page.close()
