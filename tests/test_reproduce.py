@@ -63,8 +63,10 @@ def test_cli_rejects_bad_arguments():
 
 def test_student_copy_drops_only_solutions():
     notebook = _notebook("exercise = 1", "answer = 42", tags={1: ["solution"]})
-    copy = student_copy(notebook)
-    assert [c.source for c in copy.cells[1:]] == ["exercise = 1"]
+    copy = student_copy(notebook, "07")
+    sources = [c.source for c in copy.cells[1:]]
+    assert sources[0] == "exercise = 1" and "answer = 42" not in sources
+    assert sources[-1].endswith('check("07-1", answer)') and sources[-2].endswith("answer = ...")
     assert len(notebook.cells) == 3  # input untouched
 
 
