@@ -14,7 +14,6 @@ Two checks on every committed table in data/results/ (whatever tables the last `
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import subprocess
@@ -168,10 +167,10 @@ def _main(name: str, output: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from mislib.infra.tables import _csv_bytes  # noqa: the writer's own CSV format, so both sides round alike
+    from mislib.infra.tables import csv_bytes   # the writer's own CSV format: both sides round alike
 
     table = RECOMPUTE[name](_sidecar(name)["config"])
-    Path(output).write_bytes(_csv_bytes(table))
+    Path(output).write_bytes(csv_bytes(table))
 
 
 if __name__ == "__main__":

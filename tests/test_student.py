@@ -12,8 +12,7 @@ import pytest
 
 from mislib.infra.paths import PROJECT_ROOT
 from mislib.infra.reproduce import run_notebook
-from mislib.infra.student import CHECK_TAG, SOLUTION_TAG, canonical, check, digest, student_copy, \
-    write_student_copies
+from mislib.infra.student import CHECK_TAG, SOLUTION_TAG, canonical, check, digest, write_student_copies
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))

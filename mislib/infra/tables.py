@@ -209,7 +209,8 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _csv_bytes(table: pd.DataFrame) -> bytes:
+def csv_bytes(table: pd.DataFrame) -> bytes:
+    """The bytes of ``table`` as every result CSV is written (fixed float format, no index)."""
     buffer = io.StringIO()
     # Fixed float format: byte-identical tables for identical numbers.
     table.to_csv(buffer, index=False, float_format="%.10g")
@@ -257,7 +258,7 @@ def write_table(name: str, table: pd.DataFrame, config: dict, *, seeds: Iterable
     modules = _modules_key(modules)
     directory = Path(directory) if directory is not None else results_dir()
     csv_path, json_path = directory / f"{name}.csv", directory / f"{name}.json"
-    data = _csv_bytes(table)
+    data = csv_bytes(table)
     sidecar = {
         "name": name,
         "config": config,
@@ -411,7 +412,7 @@ class _GridPoint:
         if not isinstance(rows, pd.DataFrame):
             rows = pd.DataFrame(rows)
         key = _point_key({**self.shared, **config}, self.version)
-        data = _csv_bytes(rows)
+        data = csv_bytes(rows)
         atomic_write_bytes(self.point_dir / f"{key}.csv", data)
         atomic_write_bytes(self.point_dir / f"{key}.sha256", hashlib.sha256(data).hexdigest().encode())
 
