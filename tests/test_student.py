@@ -90,20 +90,28 @@ def test_check_tells_right_from_wrong_without_storing_the_answer(capsys):
 
 
 def test_copy_time_execution_stores_the_solutions_answer(tmp_path):
-    """00-1's solution declares its answer (the share of zeros 1 - e^-1/2): the copy's check accepts it."""
-    import math
-    import shutil
-
+    """A solution that declares its answer is executed when the copy is made; the copy's check accepts that
+    answer (to the declared digits) and refuses another, and its source does not show it."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "mislib", "display_name": "Python 3 (mislib)", "language": "python"}
+    notebook.cells = [
+        nbformat.v4.new_code_cell("import math", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_markdown_cell("## Exercises\n\n1. Compute 1 - exp(-1/2).\n2. Discuss."),
+        nbformat.v4.new_code_cell("share = 1 - math.exp(-0.5)\nprint(share)",
+                                  metadata={"tags": ["solution"], "mislib": {"answer": "share", "digits": 3}}),
+        nbformat.v4.new_code_cell("print('discussion')", metadata={"tags": ["solution"]}),
+    ]
     (tmp_path / "source").mkdir()
-    shutil.copy(NOTEBOOK_DIR / "00_overview.ipynb", tmp_path / "source")
+    nbformat.write(notebook, tmp_path / "source" / "00_demo.ipynb")
     [copy_path] = write_student_copies(tmp_path / "source", tmp_path / "copies", execute=True)
     copy = nbformat.read(copy_path, as_version=4)
-    check_cell = next(c for c in copy.cells if CHECK_TAG in c.metadata.get("tags", []))
+    first, second = [c for c in copy.cells if CHECK_TAG in c.metadata.get("tags", [])]
     expected, digits = re.search(r'check\("00-1", answer, "(sha256:[0-9a-f]+:[0-9a-f]+)", digits=(\d+)\)',
-                                 check_cell.source).groups()
-    assert check("00-1", 1 - math.exp(-0.5), expected, int(digits))
+                                 first.source).groups()
+    assert check("00-1", 0.3934693, expected, int(digits))
     assert not check("00-1", 0.5, expected, int(digits))
-    assert "0.393" not in check_cell.source
+    assert "0.393" not in first.source
+    assert second.source.endswith('check("00-2", answer)')   # no declared answer: no automatic check
 
 
 @pytest.mark.slow
