@@ -30,8 +30,12 @@ def use_style() -> None:
     })
 
 
-def savefig(fig, name: str) -> Path:
-    """Save ``fig`` as figures/<name>.pdf and figures/<name>.png; return the PNG path."""
+def savefig(fig, name: str) -> None:
+    """Save ``fig`` as <figures>/<name>.pdf and .png and print where, relative to the project (never an absolute
+    path). <figures> is figures/ inside ``make reproduce`` and build/outputs/figures/ elsewhere
+    (``mislib.infra.paths.figures_dir``). Returns None, so that a figure cell shows only the figure."""
+    from mislib.infra.paths import display_path
+
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"figure name must be a plain file stem, got {name!r}")
     directory = figures_dir()
@@ -40,7 +44,7 @@ def savefig(fig, name: str) -> Path:
         metadata = {"CreationDate": None} if ext == "pdf" else {"Software": None}
         fig.savefig(buffer, format=ext, metadata=metadata)
         atomic_write_bytes(directory / f"{name}.{ext}", buffer.getvalue())
-    return directory / f"{name}.png"
+    print(f"saved {display_path(directory / name)}.png and .pdf")
 
 
 def quantizer_release_panel(ax, w, released, quantizer, bins):

@@ -59,4 +59,12 @@ def test_same_packages_and_versions():
 def test_environment_installs_the_project_itself():
     env = yaml.safe_load((PROJECT_ROOT / "environment.yml").read_text())
     pip_section = next(entry["pip"] for entry in env["dependencies"] if isinstance(entry, dict))
-    assert any(e.startswith("-e .") for e in pip_section)
+    editable = [e for e in pip_section if re.fullmatch(r"-e \.(\[[a-z,]+\])?", e)]
+    assert editable, f"environment.yml installs no editable copy of the project: {pip_section}"
+
+
+def test_jupyterlab_and_widgets_are_pinned_dependencies():
+    """make lab needs JupyterLab, the theory notebooks need ipywidgets: both pinned, in the core dependencies."""
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    core = {_normalise(r.partition("==")[0]) for r in project["dependencies"]}
+    assert {"jupyterlab", "ipywidgets", "ipykernel"} <= core

@@ -12,7 +12,7 @@ import pytest
 
 from mislib.infra.paths import PROJECT_ROOT
 from mislib.infra.reproduce import run_notebook
-from mislib.infra.student import SOLUTION_TAG, write_student_copies
+from mislib.infra.student import CHECK_TAG, SOLUTION_TAG, canonical, check, digest, write_student_copies
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -53,7 +53,7 @@ def test_notebook_ends_with_exercises_and_tagged_solutions(path):
 @pytest.fixture(scope="module")
 def student_copies(tmp_path_factory):
     destination = tmp_path_factory.mktemp("student")
-    return write_student_copies(NOTEBOOK_DIR, destination)
+    return write_student_copies(NOTEBOOK_DIR, destination, execute=False)
 
 
 def test_student_copies_keep_everything_but_the_solutions(student_copies):
@@ -62,9 +62,56 @@ def test_student_copies_keep_everything_but_the_solutions(student_copies):
         original = nbformat.read(original_path, as_version=4).cells
         copy = nbformat.read(copy_path, as_version=4).cells
         assert not any(_is_solution(cell) for cell in copy), copy_path.name
-        assert [c.source for c in copy] == [c.source for c in original if not _is_solution(c)], copy_path.name
-        assert any("Exercises" in c.source for c in copy if c.cell_type == "markdown"), copy_path.name
+        added = [c for c in copy if c.metadata.get("tags") in (["answer"], ["check"])
+                 or c.source.endswith(": your answer")]
+        assert [c.source for c in copy if c not in added] == [c.source for c in original if not _is_solution(c)]
+        solutions = sum(_is_solution(c) for c in original)
+        assert len(added) == 3 * solutions, copy_path.name
+        checks = [c for c in copy if CHECK_TAG in c.metadata.get("tags", [])]
+        assert [f'check("{copy_path.name[:2]}-{i + 1}", answer' in c.source for i, c in enumerate(checks)] == \
+            [True] * solutions
+        assert not any(c.get("outputs") for c in copy[copy.index(added[0]) - 1:]), "exercise outputs not cleared"
         nbformat.validate(nbformat.read(copy_path, as_version=4))
+
+
+def test_check_tells_right_from_wrong_without_storing_the_answer(capsys):
+    stored = digest(138)
+    assert "138" not in stored and stored != digest(138)   # salted: two copies store different digests
+    assert check("02-2", 138, stored) and not check("02-2", 139, stored)
+    assert check("02-1", 0.0127248, digest(0.01272485, 3), digits=3)
+    assert not check("02-1", 0.0128, digest(0.01272485, 3), digits=3)
+    assert not check("02-3", ..., stored) and not check("02-3", 1.0)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[:2] == ["Exercise 02-2: right.", "Exercise 02-2: not yet; try again."]
+    assert "write your answer" in printed[4] and "no automatic check" in printed[5]
+    assert canonical([1, 2.5, "a "]) == "[1,2.5,a]"
+    with pytest.raises(TypeError, match="answer must be"):
+        canonical(object())
+
+
+def test_copy_time_execution_stores_the_solutions_answer(tmp_path):
+    """A solution that declares its answer is executed when the copy is made; the copy's check accepts that
+    answer (to the declared digits) and refuses another, and its source does not show it."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "mislib", "display_name": "Python 3 (mislib)", "language": "python"}
+    notebook.cells = [
+        nbformat.v4.new_code_cell("import math", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_markdown_cell("## Exercises\n\n1. Compute 1 - exp(-1/2).\n2. Discuss."),
+        nbformat.v4.new_code_cell("share = 1 - math.exp(-0.5)\nprint(share)",
+                                  metadata={"tags": ["solution"], "mislib": {"answer": "share", "digits": 3}}),
+        nbformat.v4.new_code_cell("print('discussion')", metadata={"tags": ["solution"]}),
+    ]
+    (tmp_path / "source").mkdir()
+    nbformat.write(notebook, tmp_path / "source" / "00_demo.ipynb")
+    [copy_path] = write_student_copies(tmp_path / "source", tmp_path / "copies", execute=True)
+    copy = nbformat.read(copy_path, as_version=4)
+    first, second = [c for c in copy.cells if CHECK_TAG in c.metadata.get("tags", [])]
+    expected, digits = re.search(r'check\("00-1", answer, "(sha256:[0-9a-f]+:[0-9a-f]+)", digits=(\d+)\)',
+                                 first.source).groups()
+    assert check("00-1", 0.3934693, expected, int(digits))
+    assert not check("00-1", 0.5, expected, int(digits))
+    assert "0.393" not in first.source
+    assert second.source.endswith('check("00-2", answer)')   # no declared answer: no automatic check
 
 
 @pytest.mark.slow

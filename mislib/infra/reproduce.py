@@ -1,14 +1,16 @@
 """Run every notebook end to end with papermill.
 
-    python -m mislib.reproduce --preset paper            # all notebooks, written back with their outputs
-    python -m mislib.reproduce --preset smoke --only 02  # one notebook (by number or name)
+    python -m mislib.reproduce --preset paper --publish  # make reproduce: the published notebooks and artefacts
+    python -m mislib.reproduce --preset smoke --only 02  # one notebook (by number or name), under build/smoke/
     python -m mislib.reproduce --workers 2               # experiment grids on 2 processes (joblib)
     python -m mislib.reproduce --dask tcp://host:8786    # experiment grids on an existing Dask cluster
 
-At the paper preset, executed notebooks are written back to notebooks/ and figures and tables to figures/ and
-data/results/, so that a reader sees the published outputs. At the smoke preset everything goes under
-build/smoke/ instead (notebooks, figures, tables): a quick run never overwrites the published artefacts.
---output-dir and MISLIB_OUTPUT_DIR override these defaults.
+Only ``--publish`` (paper preset; what ``make reproduce`` runs) writes the executed notebooks back to notebooks/ and
+figures and tables to figures/ and data/results/, so that a reader sees the published outputs. Every other run
+goes under build/<preset>/ (notebooks, figures, tables): it never overwrites a published artefact.
+--output-dir and MISLIB_OUTPUT_DIR override these defaults (not with --publish).
+The preset reaches each notebook through MISLIB_PRESET (no papermill-injected cell is stored), and the executed
+notebooks are normalised (``mislib.infra.notebooks``): the project kernel, no absolute path of this machine.
 A failing notebook is reported with its failing cell and the run exits non-zero; the notebook on disk is left
 untouched and the failed copy is kept in build/failed/ for inspection.
 """
@@ -27,12 +29,14 @@ from pathlib import Path
 
 import nbformat
 
+from mislib.infra import notebooks as normal_form
 from mislib.infra.tables import atomic_write_bytes
-from mislib.infra.paths import PROJECT_ROOT
-from mislib.infra.presets import PRESETS
+from mislib.infra.paths import PROJECT_ROOT, PUBLISH_VARIABLE
+from mislib.infra.presets import NOTEBOOK_SECONDS, PRESET_VARIABLE, PRESETS
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
-SMOKE_DIR = PROJECT_ROOT / "build" / "smoke"
+BUILD_DIR = PROJECT_ROOT / "build"
+SMOKE_DIR = BUILD_DIR / "smoke"
 
 
 @dataclass
@@ -88,38 +92,50 @@ class _PeakMemory:
         self._thread.join()
 
 
-def _mark_injected_cell(path: Path) -> None:
-    """nbval re-runs notebooks at the smoke preset from the environment: skip papermill's injected cell."""
-    notebook = nbformat.read(path, as_version=4)
-    for cell in notebook.cells:
-        tags = cell.metadata.setdefault("tags", [])
-        if "injected-parameters" in tags and "nbval-skip" not in tags:
-            tags.append("nbval-skip")
-    nbformat.write(notebook, path)
+def _finish_notebook(executed: Path, source: Path) -> None:
+    """Normal form of an executed notebook: no injected cell, no absolute path, the project kernel."""
+    notebook = nbformat.read(executed, as_version=4)
+    try:
+        relative = source.resolve().relative_to(PROJECT_ROOT.resolve()).as_posix()
+    except ValueError:
+        relative = source.name
+    if source.name[:2] in NOTEBOOK_SECONDS:
+        normal_form.normalise(notebook, source.name[:2], relative)
+    nbformat.write(notebook, executed)
 
 
 def run_notebook(path: Path, preset: str, device: str, output_dir: Path) -> NotebookRun:
+    """Execute ``path`` with its own kernel at ``preset`` (through MISLIB_PRESET, not an injected cell) and write
+    the executed copy to ``output_dir``; a failed copy goes to build/failed/."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    scratch = PROJECT_ROOT / "build" / "executing" / path.name
+    scratch = BUILD_DIR / "executing" / path.name
     scratch.parent.mkdir(parents=True, exist_ok=True)
+    saved = {k: os.environ.get(k) for k in (PRESET_VARIABLE, "MISLIB_DEVICE")}
+    os.environ.update({PRESET_VARIABLE: preset, "MISLIB_DEVICE": device})   # the kernel inherits them
     start = time.perf_counter()
-    with _PeakMemory() as memory:
-        try:
-            pm.execute_notebook(str(path), str(scratch), parameters={"PRESET": preset, "DEVICE": device},
-                                kernel_name="python3", cwd=str(path.parent), progress_bar=True)
-            ok, error = True, ""
-        except PapermillExecutionError as exc:
-            ok = False
-            error = f"cell {exc.cell_index} (execution count {exc.exec_count}): {exc.ename}: {exc.evalue}"
+    try:
+        with _PeakMemory() as memory:
+            try:
+                pm.execute_notebook(str(path), str(scratch), cwd=str(path.parent), progress_bar=True)
+                ok, error = True, ""
+            except PapermillExecutionError as exc:
+                ok = False
+                error = f"cell {exc.cell_index} (execution count {exc.exec_count}): {exc.ename}: {exc.evalue}"
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     seconds = time.perf_counter() - start
     if ok:
-        _mark_injected_cell(scratch)
+        _finish_notebook(scratch, path)
         os.replace(scratch, output_dir / path.name)
     else:
-        failed = PROJECT_ROOT / "build" / "failed" / path.name
+        failed = BUILD_DIR / "failed" / path.name
         failed.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(scratch), failed)
     return NotebookRun(path.stem, seconds, memory.peak / 2**20, ok, error)
@@ -133,9 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--workers", type=int, default=1, help="joblib processes for experiment grids")
     parser.add_argument("--dask", metavar="ADDRESS", help="run experiment grids on this Dask scheduler")
+    parser.add_argument("--publish", action="store_true",
+                        help="write the published artefacts: notebooks/, figures/, data/results/ (paper preset "
+                             "only; what make reproduce runs)")
     parser.add_argument("--output-dir", type=Path, default=None,
-                        help="where executed notebooks go (default: notebooks/ at paper, build/smoke/notebooks "
-                             "at smoke)")
+                        help="where executed notebooks go (default: notebooks/ with --publish, else "
+                             "build/<preset>/notebooks)")
     parser.add_argument("--summary", type=Path, metavar="JSON",
                         help="also write the per-notebook wall time and peak memory to this JSON file")
     args = parser.parse_args(argv)
@@ -147,10 +166,22 @@ def main(argv: list[str] | None = None) -> int:
         if not torch.cuda.is_available():
             parser.error("--device cuda was requested but no CUDA device is available")
 
-    if args.preset == "smoke":
-        os.environ.setdefault("MISLIB_OUTPUT_DIR", str(SMOKE_DIR))
-    output_dir = args.output_dir or (NOTEBOOK_DIR if args.preset == "paper" else SMOKE_DIR / "notebooks")
-    os.environ["MISLIB_PRESET"] = args.preset
+    if args.publish and args.preset != "paper":
+        parser.error("--publish writes the published artefacts and needs --preset paper")
+    if args.publish and (args.output_dir or os.environ.get("MISLIB_OUTPUT_DIR")):
+        parser.error("--publish writes notebooks/, figures/ and data/results/: drop --output-dir and "
+                     "MISLIB_OUTPUT_DIR")
+    if args.publish:
+        os.environ[PUBLISH_VARIABLE] = "1"
+        output_dir = NOTEBOOK_DIR
+    else:
+        os.environ[PUBLISH_VARIABLE] = "0"
+        os.environ.setdefault("MISLIB_OUTPUT_DIR", str(BUILD_DIR / args.preset))
+        output_dir = args.output_dir or BUILD_DIR / args.preset / "notebooks"
+        print(f"not publishing: notebooks, figures and tables go under "
+              f"{os.path.relpath(os.environ['MISLIB_OUTPUT_DIR'], PROJECT_ROOT)}/ "
+              f"(make reproduce publishes at the paper preset)", flush=True)
+    os.environ[PRESET_VARIABLE] = args.preset
     os.environ["MISLIB_DEVICE"] = args.device
     os.environ["MISLIB_N_JOBS"] = str(args.workers)
     if args.dask:

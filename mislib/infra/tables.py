@@ -5,13 +5,25 @@ full) and ``data/results/<name>.json`` (parameters, seeds, package versions, com
 CSV and the hash of the configuration). Files are written atomically; a table is reused only when its sidecar
 names the same configuration hash and code version and the CSV's checksum matches, so a stale, truncated or
 corrupt cache is recomputed, never read.
+
+The code version of a table is what the table depends on, not every line of the library: the source of the mislib
+modules its computation uses (found from the ``compute`` callable, then every mislib module those import,
+transitively) plus the versions of the numerical packages. Editing a plotting helper or notebook 06's study leaves
+the theory tables valid, and a fresh clone reuses every committed table whose inputs did not change.
+
+Tables are written under ``paths.results_dir()`` (build/outputs unless ``make reproduce`` publishes); a valid
+published table in data/results/ is read (and copied next to the run's other outputs) rather than recomputed.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
+import inspect
 import io
+import shutil
+import types
 import json
 import os
 import platform
@@ -25,23 +37,134 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from mislib import __version__
-from mislib.infra.paths import PROJECT_ROOT, results_dir
+from mislib.infra.paths import PROJECT_ROOT, display_path, published_results_dir, results_dir
 
 # Packages whose versions decide the numbers; recorded in every sidecar.
 RECORDED_PACKAGES = ("mislib", "torch", "numpy", "scipy", "pandas", "scikit-learn", "rdkit", "onnxruntime")
 
 
-@functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """The package version plus a hash of every mislib source file: any change to the code that computes a
-    table makes its cache stale (bumping a version number by hand is too easy to forget)."""
-    package = Path(__file__).resolve().parents[1]
+# Packages whose versions are part of every table's code version (a new numpy may change the last digits).
+KEY_PACKAGES = ("torch", "numpy", "scipy", "pandas", "scikit-learn", "rdkit", "onnxruntime")
+# The writer's own module is always a dependency: it decides the CSV format.
+WRITER_MODULE = __name__
+
+
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of mislib module ``name`` (found on disk, nothing imported), or None."""
+    parts = name.split(".")
+    if parts[0] != "mislib":
+        return None
+    base = _PACKAGE_DIR.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py") if len(parts) > 1 else None, base / "__init__.py"):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_mislib_modules(name: str, path: Path) -> set[str]:
+    """The mislib modules named by any import statement of ``path`` (function-level imports included)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)   # "from mislib import mis"
+    return {m for m in found if _module_file(m) is not None}
+
+
+@functools.lru_cache(maxsize=None)
+def dependency_closure(modules: tuple[str, ...]) -> tuple[str, ...]:
+    """``modules`` and every mislib module they import, transitively, with their parent packages (sorted)."""
+    todo, seen = list(modules), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        path = _module_file(name)
+        if path is None:
+            raise ValueError(f"{name!r} is not an importable mislib module")
+        seen.add(name)
+        parts = name.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+        todo.extend(_imported_mislib_modules(name, path) - seen)
+    return tuple(sorted(seen))
+
+
+def _all_modules() -> tuple[str, ...]:
+    return tuple(sorted(".".join(("mislib", *p.relative_to(_PACKAGE_DIR).with_suffix("").parts)).removesuffix(
+        ".__init__") for p in _PACKAGE_DIR.rglob("*.py")))
+
+
+@functools.lru_cache(maxsize=None)
+def code_version(modules: tuple[str, ...] | None = None) -> str:
+    """Hash of the source of ``modules`` and of every mislib module they import (transitively), of this writer,
+    and of the versions of the numerical packages. ``None``: every mislib module (the conservative choice when
+    the dependencies of a computation are unknown)."""
+    names = _all_modules() if modules is None else dependency_closure(tuple(sorted({*modules, WRITER_MODULE})))
     digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode())
-        digest.update(path.read_bytes())
-    return f"{__version__}+{digest.hexdigest()[:12]}"
+    for name in names:
+        digest.update(name.encode() + b"\0" + _module_file(name).read_bytes() + b"\0")
+    for package in KEY_PACKAGES:
+        try:
+            version = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            version = "not installed"
+        digest.update(f"{package}=={version}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def dependencies_of(compute) -> tuple[str, ...] | None:
+    """The mislib modules a ``compute`` callable uses: the modules, functions, classes and objects it names (in
+    its code, nested code and closure), following callables defined outside mislib (a notebook's helper) into
+    their own names. ``None`` when none is found (then every module counts)."""
+    found, seen = set(), set()
+
+    def visit(value, depth=0):
+        if id(value) in seen or depth > 4:
+            return
+        seen.add(id(value))
+        if isinstance(value, types.ModuleType):
+            module = value.__name__
+        elif isinstance(value, functools.partial):
+            visit(value.func, depth + 1), [visit(v, depth + 1) for v in (*value.args, *value.keywords.values())]
+            return
+        else:
+            module = getattr(value, "__module__", None) or type(value).__module__
+            if not module.startswith("mislib") and not isinstance(value, (types.FunctionType, types.MethodType)):
+                module = type(value).__module__
+        if module and module.split(".")[0] == "mislib":
+            found.add(module)
+            return
+        function = getattr(value, "__func__", value)
+        if isinstance(function, types.FunctionType):
+            names = set()
+            stack = [function.__code__]
+            while stack:
+                code = stack.pop()
+                names.update(code.co_names)
+                stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+            for name in names:
+                if name in function.__globals__:
+                    visit(function.__globals__[name], depth + 1)
+            for cell in function.__closure__ or ():
+                try:
+                    visit(cell.cell_contents, depth + 1)
+                except ValueError:   # an empty cell
+                    pass
+        elif callable(value) and not isinstance(value, type) and not inspect.isbuiltin(value):
+            visit(type(value), depth + 1)
+
+    visit(compute)
+    return tuple(sorted(found)) or None
 
 
 def config_hash(config: dict) -> str:
@@ -86,7 +209,8 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _csv_bytes(table: pd.DataFrame) -> bytes:
+def csv_bytes(table: pd.DataFrame) -> bytes:
+    """The bytes of ``table`` as every result CSV is written (fixed float format, no index)."""
     buffer = io.StringIO()
     # Fixed float format: byte-identical tables for identical numbers.
     table.to_csv(buffer, index=False, float_format="%.10g")
@@ -115,18 +239,32 @@ def _check_frame(table, what: str = "table") -> pd.DataFrame:
     return table
 
 
+def _modules_key(modules) -> tuple[str, ...] | None:
+    if modules is None:
+        return None
+    if isinstance(modules, str) or not all(isinstance(m, str) for m in modules):
+        raise TypeError(f"modules must be a sequence of module names, got {modules!r}")
+    return tuple(sorted(set(modules)))
+
+
 def write_table(name: str, table: pd.DataFrame, config: dict, *, seeds: Iterable[int] = (),
-                wall_time_s: float | None = None, directory: Path | None = None) -> Path:
-    """Write the CSV and its JSON sidecar atomically (CSV first, sidecar last: the sidecar seals the pair)."""
+                wall_time_s: float | None = None, directory: Path | None = None,
+                modules: Iterable[str] | None = None) -> Path:
+    """Write the CSV and its JSON sidecar atomically (CSV first, sidecar last: the sidecar seals the pair).
+
+    ``modules``: the mislib modules the table was computed with (its code version follows their imports);
+    ``None`` means the whole library."""
     _check_name(name), _check_frame(table), _check_config(config)
+    modules = _modules_key(modules)
     directory = Path(directory) if directory is not None else results_dir()
     csv_path, json_path = directory / f"{name}.csv", directory / f"{name}.json"
-    data = _csv_bytes(table)
+    data = csv_bytes(table)
     sidecar = {
         "name": name,
         "config": config,
         "config_hash": config_hash(config),
-        "code_version": code_version(),
+        "code_modules": "all" if modules is None else list(modules),
+        "code_version": code_version(modules),
         "seeds": [int(s) for s in seeds],
         "rows": int(len(table)),
         "columns": list(map(str, table.columns)),
@@ -146,50 +284,94 @@ class CacheMiss(Exception):
     """Raised internally when a cached table cannot be used; the reason is in the message."""
 
 
-def read_table(name: str, config: dict | None = None, directory: Path | None = None) -> pd.DataFrame:
-    """Read a sealed table; raise CacheMiss if missing, stale (other config or code version) or corrupt."""
+def read_sidecar(name: str, directory: Path | None = None) -> dict:
+    """The JSON sidecar of table ``name`` (raises CacheMiss when missing or corrupt)."""
     directory = Path(directory) if directory is not None else results_dir()
-    csv_path, json_path = directory / f"{name}.csv", directory / f"{name}.json"
-    if not csv_path.exists() or not json_path.exists():
+    json_path = directory / f"{name}.json"
+    if not json_path.exists():
         raise CacheMiss(f"{name}: no sealed table in {directory}")
     try:
-        sidecar = json.loads(json_path.read_text())
+        return json.loads(json_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CacheMiss(f"{name}: sidecar {json_path.name} is corrupt ({exc})") from exc
+
+
+def sidecar_code_version(sidecar: dict) -> str:
+    """The code version that the current code gives for the modules a sidecar names."""
+    modules = sidecar.get("code_modules", "all")
+    return code_version(None if modules == "all" else _modules_key(modules))
+
+
+def read_table(name: str, config: dict | None = None, directory: Path | None = None, *,
+               modules: Iterable[str] | None = None) -> pd.DataFrame:
+    """Read a sealed table; raise CacheMiss if missing, stale (other config or code version) or corrupt.
+
+    With ``config``, the table must have been written for that configuration by the current code of
+    ``modules`` (``None``: the modules its sidecar names)."""
+    directory = Path(directory) if directory is not None else results_dir()
+    csv_path = directory / f"{name}.csv"
+    sidecar = read_sidecar(name, directory)
+    if not csv_path.exists():
+        raise CacheMiss(f"{name}: no sealed table in {directory}")
     data = csv_path.read_bytes()
     if hashlib.sha256(data).hexdigest() != sidecar.get("csv_sha256"):
         raise CacheMiss(f"{name}: {csv_path.name} does not match its checksum (truncated or edited)")
-    if config is not None and (sidecar.get("config_hash") != config_hash(config)
-                               or sidecar.get("code_version") != code_version()):
-        raise CacheMiss(f"{name}: cached for another configuration or code version")
+    if config is not None:
+        expected = sidecar_code_version(sidecar) if modules is None else code_version(_modules_key(modules))
+        if sidecar.get("config_hash") != config_hash(config):
+            raise CacheMiss(f"{name}: cached for another configuration")
+        if sidecar.get("code_version") != expected:
+            raise CacheMiss(f"{name}: cached by another code version (a module it depends on changed)")
     return pd.read_csv(io.BytesIO(data))
 
 
+def _read_cached(name: str, config: dict, directory: Path | None, modules) -> pd.DataFrame:
+    """The run's own table, else (outside ``make reproduce``) a valid published one, copied next to the run's
+    other outputs so that its sidecar is where ``results_dir()`` says."""
+    try:
+        return read_table(name, config, directory, modules=modules)
+    except CacheMiss:
+        if directory is not None or results_dir().resolve() == published_results_dir().resolve():
+            raise
+    table = read_table(name, config, published_results_dir(), modules=modules)
+    for suffix in (".csv", ".json"):
+        shutil.copyfile(published_results_dir() / f"{name}{suffix}", results_dir() / f"{name}{suffix}")
+    return table
+
+
 def cached_table(name: str, config: dict, compute: Callable[[], pd.DataFrame], *, seeds: Iterable[int] = (),
-                 refresh: bool = False, directory: Path | None = None) -> pd.DataFrame:
-    """Return the table for ``config``: read it if a valid cache exists, else compute, write and return it."""
+                 refresh: bool = False, directory: Path | None = None,
+                 modules: Iterable[str] | None = None) -> pd.DataFrame:
+    """Return the table for ``config``: read it if a valid cache exists, else compute, write and return it.
+
+    ``modules``: the mislib modules ``compute`` depends on; by default found from ``compute`` itself
+    (``dependencies_of``). A published table in data/results/ counts as a valid cache for every run."""
     _check_name(name), _check_config(config)
+    modules = _modules_key(modules) if modules is not None else dependencies_of(compute)
     if not refresh:
         try:
-            return read_table(name, config, directory)
+            return _read_cached(name, config, directory, modules)
         except CacheMiss:
             pass
     start = time.perf_counter()
     table = _check_frame(compute(), f"compute() for {name!r}")
-    write_table(name, table, config, seeds=seeds, wall_time_s=time.perf_counter() - start, directory=directory)
+    written = write_table(name, table, config, seeds=seeds, wall_time_s=time.perf_counter() - start,
+                          directory=directory, modules=modules)
+    print(f"{name}: computed and written to {display_path(written)}")
     # Read back what was written, so the returned table is exactly the cached one (same dtypes, same rounding).
-    return read_table(name, config, directory)
+    return read_table(name, config, directory, modules=modules)
 
 
 def cached_grid(name: str, configs: list[dict], compute_rows: Callable[[dict], pd.DataFrame], *,
                 shared: dict | None = None, refresh: bool = False, progress: bool = True,
-                directory: Path | None = None) -> pd.DataFrame:
+                directory: Path | None = None, modules: Iterable[str] | None = None) -> pd.DataFrame:
     """Run a grid of configurations, caching each one's rows, then write the sealed table ``<name>``.
 
     Each configuration's rows are stored atomically in ``data/cache/grid/<name>/<hash>.csv`` as soon as they are
     computed, so a run killed midway resumes where it stopped and finishes with the same table. ``shared`` is
     the part of the configuration common to every point (it is part of each point's hash). Points run through
-    ``parallel_map`` (serial, joblib processes or a Dask cluster).
+    ``parallel_map`` (serial, joblib processes or a Dask cluster). ``modules`` as in ``cached_table`` (found
+    from ``compute_rows`` by default).
     """
     from mislib.infra.paths import cache_dir
 
@@ -200,52 +382,56 @@ def cached_grid(name: str, configs: list[dict], compute_rows: Callable[[dict], p
         _check_config(config, "each entry of configs")
     shared = dict(_check_config(shared or {}, "shared"))
     full = {"grid": configs, "shared": shared}
+    modules = _modules_key(modules) if modules is not None else dependencies_of(compute_rows)
     if not refresh:
         try:
-            return read_table(name, full, directory)
+            return _read_cached(name, full, directory, modules)
         except CacheMiss:
             pass
     point_dir = cache_dir() / "grid" / name
+    version = code_version(modules)
     start = time.perf_counter()
-    todo = [c for c in configs if refresh or not _point_cached(point_dir, {**shared, **c})]
-    parallel_map(_GridPoint(compute_rows, shared, point_dir), todo, progress=name if progress else None)
-    table = pd.concat([_read_point(point_dir, {**shared, **c}) for c in configs], ignore_index=True)
+    todo = [c for c in configs if refresh or not _point_cached(point_dir, {**shared, **c}, version)]
+    parallel_map(_GridPoint(compute_rows, shared, point_dir, version), todo, progress=name if progress else None)
+    table = pd.concat([_read_point(point_dir, {**shared, **c}, version) for c in configs], ignore_index=True)
     seeds = sorted({int(c["seed"]) for c in configs if "seed" in c})
-    write_table(name, table, full, seeds=seeds, wall_time_s=time.perf_counter() - start, directory=directory)
-    return read_table(name, full, directory)
+    written = write_table(name, table, full, seeds=seeds, wall_time_s=time.perf_counter() - start,
+                          directory=directory, modules=modules)
+    print(f"{name}: computed and written to {display_path(written)}")
+    return read_table(name, full, directory, modules=modules)
 
 
 class _GridPoint:
     """Picklable worker: compute one configuration's rows and store them with a checksum."""
 
-    def __init__(self, compute_rows, shared, point_dir):
-        self.compute_rows, self.shared, self.point_dir = compute_rows, shared, point_dir
+    def __init__(self, compute_rows, shared, point_dir, version):
+        self.compute_rows, self.shared, self.point_dir, self.version = compute_rows, shared, point_dir, version
 
     def __call__(self, config: dict) -> None:
         rows = self.compute_rows({**self.shared, **config})
         if not isinstance(rows, pd.DataFrame):
             rows = pd.DataFrame(rows)
-        key = _point_key({**self.shared, **config})
-        data = _csv_bytes(rows)
+        key = _point_key({**self.shared, **config}, self.version)
+        data = csv_bytes(rows)
         atomic_write_bytes(self.point_dir / f"{key}.csv", data)
         atomic_write_bytes(self.point_dir / f"{key}.sha256", hashlib.sha256(data).hexdigest().encode())
 
 
-def _point_cached(point_dir: Path, config: dict) -> bool:
+def _point_cached(point_dir: Path, config: dict, version: str) -> bool:
     try:
-        _read_point(point_dir, config)
+        _read_point(point_dir, config, version)
         return True
     except CacheMiss:
         return False
 
 
-def _point_key(config: dict) -> str:
-    """A grid point's cache key: its full configuration and the code version."""
-    return config_hash({"config": config, "code_version": code_version()})
+def _point_key(config: dict, version: str) -> str:
+    """A grid point's cache key: its full configuration and the code version of its computation."""
+    return config_hash({"config": config, "code_version": version})
 
 
-def _read_point(point_dir: Path, config: dict) -> pd.DataFrame:
-    key = _point_key(config)
+def _read_point(point_dir: Path, config: dict, version: str) -> pd.DataFrame:
+    key = _point_key(config, version)
     csv_path, sum_path = point_dir / f"{key}.csv", point_dir / f"{key}.sha256"
     if not csv_path.exists() or not sum_path.exists():
         raise CacheMiss(f"grid point {key} not computed yet")
