@@ -146,7 +146,7 @@ def hand_table() -> pd.DataFrame:
         measured = [("lira_online_fixed_variance", "auc", auc + 0.01 * seed),
                     ("lira_online_fixed_variance", "advantage", 0.1), ("lira_online_fixed_variance", "tpr_at_1pct_fpr", 0.02),
                     ("loss_threshold", "auc", 0.55), ("best_attack", "auc", auc + 0.05),
-                    ("indicator", "r_min", 0.0), ("indicator", "r_soft", r_soft),
+                    ("indicator", "r_min", 0.0), ("indicator", "ranking_score", r_soft),
                     ("quantizer", "bits_per_weight", bits), ("quantizer", "sparsity", 0.0),
                     ("quantizer", "continuous_scale", float(q != "identity"))]
         if kind == "classification":
@@ -174,11 +174,11 @@ def test_ranking_and_conclusions_by_hand():
     ranking = study.quantizer_ranking(hand_table())
     assert ranking["quantizer"].tolist() == ["harsh", "gentle", "identity"]           # by mean LiRA AUC
     ranks = ranking.set_index("quantizer")
-    assert ranks.loc["harsh", "lira_rank"] == 1 and ranks.loc["gentle", "r_soft_rank"] == 1
+    assert ranks.loc["harsh", "lira_rank"] == 1 and ranks.loc["gentle", "ranking_score_rank"] == 1
     assert np.isclose(ranks.loc["harsh", "performance_change_classification"], -0.20)
     assert ranks.loc["harsh", "pareto_count"] == 2 and ranks.loc["identity", "pareto_count"] == 2
     found = study.conclusions(hand_table(), tolerance=0.02)
-    assert found["most_private_lira"] == "harsh" and found["most_private_r_soft"] == "gentle"
+    assert found["most_private_lira"] == "harsh" and found["most_private_ranking_score"] == "gentle"
     assert np.isclose(found["cost_classification"], -0.20) and np.isclose(found["cost_regression"], -0.30)
     assert np.isclose(found["accuracy_change"], -0.20)
     assert np.isclose(found["identity_lira_auc"], 0.705) and np.isclose(found["privacy_gain_regression"], 0.18)
@@ -321,12 +321,12 @@ def _independent_conclusions(table: pd.DataFrame) -> dict:
     """The notebook's main statements recomputed with plain pandas on the long table (not through per_seed)."""
     lira = table[(table["method"] == "lira_online_fixed_variance") & (table["measurement"] == "auc")]
     mean_auc = lira.groupby("quantizer")["value"].mean()
-    r_soft = table[(table["method"] == "indicator") & (table["measurement"] == "r_soft")].copy()
+    r_soft = table[(table["method"] == "indicator") & (table["measurement"] == "ranking_score")].copy()
     r_soft["rank"] = r_soft.groupby(["task", "embedder", "seed"])["value"].rank(ascending=False)
     mean_rank = r_soft.groupby("quantizer")["rank"].mean()
     best = mean_auc.idxmin()
     out = {"most_private_lira": best, "most_private_lira_auc": mean_auc.min(),
-           "identity_lira_auc": mean_auc["identity"], "rank_r_soft": mean_rank}
+           "identity_lira_auc": mean_auc["identity"], "rank_ranking_score": mean_rank}
     for kind, metric in (("classification", "auroc"), ("regression", "r2")):
         perf = table[(table["task_kind"] == kind) & (table["method"] == "test") & (table["measurement"] == metric)]
         wide = perf.pivot_table(index=["task", "embedder", "seed"], columns="quantizer", values="value")
@@ -346,8 +346,8 @@ def test_paper_conclusions_are_read_from_the_table(paper_table):
     assert found["most_private_lira"] == expected["most_private_lira"]
     assert np.isclose(found["most_private_lira_auc"], expected["most_private_lira_auc"])
     assert np.isclose(found["identity_lira_auc"], expected["identity_lira_auc"])
-    ranks = expected["rank_r_soft"]
-    assert found["most_private_r_soft"] in set(ranks[ranks == ranks.min()].index)
+    ranks = expected["rank_ranking_score"]
+    assert found["most_private_ranking_score"] in set(ranks[ranks == ranks.min()].index)
     assert set(found["low_bit_quantizers"]) == expected["low_bit"]
     assert {"sign", "ternary absmean", "ternary 90% sparse", "uniform 2-bit"} <= expected["low_bit"]
     for kind in ("classification", "regression"):
@@ -371,7 +371,7 @@ def test_paper_findings_hold(paper_table):
     auc = wide["lira_auc"].unstack()
     gain = auc["identity"] - auc[found["most_private_lira"]]
     assert (gain > 0).mean() >= 0.75 and gain.mean() > 0.05
-    assert found["r_soft_concordant_fraction"] >= 0.8 > found["r_min_concordant_fraction"]
+    assert found["ranking_score_concordant_fraction"] >= 0.8 > found["r_min_concordant_fraction"]
     performance = wide["performance"].unstack()
     assert abs((auc["uniform 8-bit"] - auc["identity"]).mean()) < 0.01
     assert abs((performance["uniform 8-bit"] - performance["identity"]).mean()) < 0.01
@@ -417,5 +417,5 @@ def test_deprecated_indicator_agreement_is_the_evaluation_one():
     with pytest.warns(DeprecationWarning, match="evaluation.agreement"):
         old = study.indicator_agreement(table)
     new = agreement.indicator_agreement(table, reference=study.LIRA, by=study.CONFIGURATION)
-    assert new.set_index("indicator").loc["r_soft", "n_separated"] > 0
+    assert new.set_index("indicator").loc["ranking_score", "n_separated"] > 0
     pd.testing.assert_frame_equal(old, new)
