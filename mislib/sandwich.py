@@ -48,8 +48,8 @@ from mislib.modules import LinearRegression, LogisticRegression, flatten_params,
 
 GLM_LOSSES = ("logistic", "squared")
 MODEL_HESSIANS = ("exact", "gauss-newton")
-# Column chunks of X / J hold at most this many entries (float64: 32 MiB).
-CHUNK_ENTRIES = 2 ** 22
+# Column chunks of X hold at most this many entries (float64: 128 MiB; larger chunks run the products faster).
+CHUNK_ENTRIES = 2 ** 24
 
 
 # ------------------------------------------------------------------------------------------- shared algebra
@@ -225,7 +225,7 @@ def glm_standard_errors(X, y, coef, intercept=None, loss: str = "logistic", ridg
     # pass 2: the penalised coordinates, var_k = || (X' F)_k ||^2
     var = torch.empty(p, **f64)
     for sl in chunks:
-        var[sl] = (X[:, sl].to(torch.float64).T @ F).square().sum(1)
+        var[sl] = torch.linalg.vector_norm(X[:, sl].to(torch.float64).T @ F, dim=1).square()
     if has_intercept:
         var[d] = X_u.square().sum() if free else (ones.T @ F).square().sum()
     return (var / n_eff).sqrt()
@@ -254,6 +254,146 @@ def _glm_parts(model):
     return None
 
 
+class ModelCurvature:
+    """The Hessian of a module's training objective at its parameters, ready to be solved against.
+
+    Holds the per-sample Jacobians ``J`` [n k, p] (``torch.func``), the loss derivatives in the outputs, and the
+    exact inverse of the Gauss-Newton form ``Lambda + J' W J`` (Woodbury + Schur on the free parameters, see the
+    module notes). ``solve`` applies the exact ``H^-1`` (block preconditioned conjugate gradients on exact
+    Hessian-vector products); ``gauss_newton_gradients`` the Gauss-Newton inverse to the centred per-sample
+    gradients. Memory ``O(n k p)``; ridge > 0 required.
+    """
+
+    def __init__(self, model: nn.Module, X, y, loss=None, ridge: float = 0.0, *, sample_weight=None,
+                 penalize=None, device=None):
+        from mislib.indicator import resolve_loss   # lazy: the indicator dispatches to this module
+
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.ridge = check_float("ridge", ridge, low=0.0)
+        if self.ridge == 0:
+            raise ValueError("ridge must be > 0 for a non-linear module (the Woodbury form needs it); use "
+                             "mislib.indicator.standard_errors(hessian='exact') for small unpenalised models")
+        loss_fn = resolve_loss(loss, model)
+        dev = resolve_device(next(model.parameters()).device if device is None else device)
+        self.model = copy.deepcopy(model).to(dev).eval()
+        self.like = {name: p.detach() for name, p in self.model.named_parameters()}
+        self.theta = flatten_params(self.like)
+        dtype = self.theta.dtype
+        self.buffers = dict(self.model.named_buffers())
+        if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
+            raise TypeError("X and y must be torch.Tensors")
+        self.X = check_tensor("X", X.to(device=dev, dtype=dtype))
+        y = y.to(dev)
+        self.y = check_tensor("y", y.to(dtype)) if y.is_floating_point() else y
+        n = self.X.shape[0]
+        if self.y.shape[0] != n:
+            raise ValueError(f"X has {n} samples but y has {self.y.shape[0]}")
+        self.w, self.n_eff = _weights(sample_weight, n, dtype, dev)
+        penalize = (lambda name: name.endswith("weight")) if penalize is None else penalize
+        self.pen = torch.cat([torch.full((v.numel(),), bool(penalize(name)), device=dev)
+                              for name, v in self.like.items()])
+        with torch.no_grad():
+            out = functional_call(self.model, (self.like, self.buffers), (self.X[:1],))
+        k = self.k = math.prod(out.shape[1:])
+        out_shape = (1,) + tuple(out.shape[1:])
+        p = self.theta.numel()
+
+        def single_output(named, x):
+            return functional_call(self.model, (named, self.buffers), (x.unsqueeze(0),)).reshape(-1)
+
+        def sample_loss(f, t):
+            return loss_fn(f.reshape(out_shape), t.unsqueeze(0)).sum()
+
+        jac = vmap(jacrev(single_output), in_dims=(None, 0))
+        rows = max(1, CHUNK_ENTRIES // max(1, k * p))
+        Js, Es, Ls = [], [], []
+        for i in range(0, n, rows):
+            Xc, yc = self.X[i:i + rows], self.y[i:i + rows]
+            named_jac = jac(self.like, Xc)
+            Js.append(torch.cat([named_jac[name].reshape(Xc.shape[0], k, -1) for name in self.like], dim=-1))
+            del named_jac
+            with torch.no_grad():
+                f = functional_call(self.model, (self.like, self.buffers), (Xc,)).reshape(-1, k)
+            Es.append(vmap(grad(sample_loss))(f, yc))
+            Ls.append(vmap(func_hessian(sample_loss))(f, yc))
+        self.J = J = torch.cat(Js).reshape(n * k, p)
+        del Js
+        self.E, L = torch.cat(Es), torch.cat(Ls)
+        w = self.w
+        self.W = W = (torch.block_diag(*(w.reshape(-1, 1, 1) * L).unbind(0)) if k > 1
+                      else torch.diag(w * L.reshape(-1)))
+        self.J_u = J[:, ~self.pen]
+        self.K = J @ J.T - self.J_u @ self.J_u.T
+        m = self.K.shape[0]
+        self.Q = torch.linalg.inv(self.ridge * torch.eye(m, dtype=dtype, device=dev) + W @ self.K)
+        self.QW = self.Q @ W
+        self.WJu = W @ self.J_u
+        self.chol = None
+        if self.J_u.shape[1]:
+            S = self.ridge * (self.J_u.T @ self.Q @ self.WJu)    # the Schur complement of the free block
+            chol, info = torch.linalg.cholesky_ex(0.5 * (S + S.T))
+            if int(info) > 0:
+                raise ValueError("the Hessian's Gauss-Newton part is singular in the unpenalised parameters: "
+                                 "a bias without effect on the outputs (e.g. a unit whose outgoing weights are 0);"
+                                 " penalise every parameter (penalize=lambda name: True) or retrain")
+            self.chol = chol
+        self.weights = w.unsqueeze(-1) * self.E                   # the residual part's output weights [n, k]
+
+    @property
+    def p(self) -> int:
+        return self.theta.numel()
+
+    def gradient_coefficients(self):
+        """C [m, n] with R' = J' C (the centred, weighted per-sample gradients)."""
+        return _gradient_coefficients(self.E, self.w)
+
+    def gauss_newton_gradients(self):
+        """[n, p]: the Gauss-Newton inverse applied to every centred per-sample gradient (rows r_j)."""
+        F, X_u = _coefficients(self.K, self.W, self.J_u, self.gradient_coefficients(), self.ridge)
+        Y = torch.empty(F.shape[1], self.p, dtype=F.dtype, device=F.device)
+        Y[:, self.pen] = (F.T @ self.J)[:, self.pen]
+        Y[:, ~self.pen] = X_u.T
+        return Y
+
+    def _inverse_penalised(self, V):              # (ridge I + J_p' W J_p)^-1 on the penalised coordinates
+        penf = self.pen.to(V.dtype)
+        t = (V * penf) @ self.J.T
+        return (V * penf - (t @ self.QW.T) @ self.J * penf) / self.ridge
+
+    def precondition(self, V):
+        """(Lambda + J' W J)^-1 v for every row v of V (block elimination of the free coordinates)."""
+        A_v = self._inverse_penalised(V)
+        if self.chol is None:
+            return A_v
+        rhs_u = V[:, ~self.pen] - (A_v @ self.J.T) @ self.WJu
+        x_u = torch.cholesky_solve(rhs_u.T, self.chol).T
+        out = self._inverse_penalised(V - ((x_u @ self.WJu.T) @ self.J) * self.pen.to(V.dtype))
+        out[:, ~self.pen] = x_u
+        return out
+
+    def _residual_one(self, v):
+        def linearised(params):
+            outputs = functional_call(self.model, (params, self.buffers), (self.X,)).reshape(-1, self.k)
+            return (self.weights * outputs).sum()
+
+        return flatten_params(jvp(grad(linearised), (self.like,), (unflatten_params(v, self.like),))[1])
+
+    def hvp(self, V):
+        """H v (exact) for every row v of V: ridge, Gauss-Newton part, and the outputs' own curvature."""
+        out = V * (self.ridge * self.pen.to(V.dtype)) + ((V @ self.J.T) @ self.W) @ self.J
+        for j in range(0, V.shape[0], 16):
+            out[j:j + 16] += vmap(self._residual_one)(V[j:j + 16])
+        return out
+
+    def solve(self, B, start=None, *, tol: float = 1e-10, max_iter: int = 200):
+        """H^-1 b for every row b of B [m, p]; returns (U, iterations, worst relative residual)."""
+        tol = check_float("tol", tol, low=0.0, low_open=True)
+        max_iter = check_int("max_iter", max_iter, minimum=0)
+        Y = self.precondition(B) if start is None else start
+        return _conjugate_gradients(self.hvp, self.precondition, B, Y, tol, max_iter)
+
+
 def model_standard_errors(model: nn.Module, X, y, loss=None, ridge: float = 0.0, *, hessian: str = "exact",
                           sample_weight=None, penalize=None, tol: float = 1e-10, max_iter: int = 200,
                           device=None, return_details: bool = False):
@@ -263,7 +403,7 @@ def model_standard_errors(model: nn.Module, X, y, loss=None, ridge: float = 0.0,
     logistic or squared loss and the default penalty go to ``glm_standard_errors`` (exact). Any other module:
     per-sample Jacobians (``torch.func``), the Gauss-Newton form inverted exactly by Woodbury (see the module
     notes), then for ``hessian="exact"`` block conjugate gradients on exact Hessian-vector products,
-    preconditioned and started by it, until every relative residual is below ``tol``.
+    preconditioned and started by it, until every relative residual is below ``tol`` (``ModelCurvature``).
 
     Parameters
     ----------
@@ -286,137 +426,35 @@ def model_standard_errors(model: nn.Module, X, y, loss=None, ridge: float = 0.0,
     device : str or torch.device, optional
         Where to compute (default: the model's device); the module is copied there.
     return_details : bool
-        Also return a dict (method, iterations, residual, seconds-free diagnostics).
+        Also return a dict: ``method``, ``iterations`` and ``residual`` of the conjugate gradients.
 
     Returns
     -------
-    torch.Tensor [p] (and a dict with ``return_details``).
+    torch.Tensor [p] (and the dict with ``return_details``).
     """
-    from mislib.indicator import resolve_loss   # lazy: the indicator dispatches to this module
-
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     hessian = check_choice("hessian", hessian, MODEL_HESSIANS)
-    tol = check_float("tol", tol, low=0.0, low_open=True)
-    max_iter = check_int("max_iter", max_iter, minimum=0)
-    ridge = check_float("ridge", ridge, low=0.0)
     loss_name = loss if loss is not None else getattr(model, "default_loss", None)
     parts = _glm_parts(model)
     if parts is not None and penalize is None and loss_name in GLM_LOSSES:
         weight, bias = parts
-        dev = resolve_device(weight.device if device is None else device)
-        se = glm_standard_errors(X.to(dev), y, weight.detach().reshape(-1), None if bias is None else bias.detach(),
-                                 loss_name, ridge, sample_weight=sample_weight, device=dev)
+        if not isinstance(X, torch.Tensor):
+            raise TypeError(f"X must be a torch.Tensor, got {type(X).__name__}")
+        se = glm_standard_errors(X, y, weight.detach().reshape(-1), None if bias is None else bias.detach(),
+                                 loss_name, ridge, sample_weight=sample_weight,
+                                 device=weight.device if device is None else device)
         return (se, {"method": "glm-woodbury", "iterations": 0, "residual": 0.0}) if return_details else se
-    loss_fn = resolve_loss(loss, model)
-    dev = resolve_device(next(model.parameters()).device if device is None else device)
-    model = copy.deepcopy(model).to(dev).eval()
-    like = {name: p.detach() for name, p in model.named_parameters()}
-    theta = flatten_params(like)
-    dtype = theta.dtype
-    buffers = dict(model.named_buffers())
-    if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise TypeError("X and y must be torch.Tensors")
-    X = check_tensor("X", X.to(device=dev, dtype=dtype))
-    y = y.to(dev)
-    y = check_tensor("y", y.to(dtype)) if y.is_floating_point() else y
-    n = X.shape[0]
-    if y.shape[0] != n:
-        raise ValueError(f"X has {n} samples but y has {y.shape[0]}")
-    w, n_eff = _weights(sample_weight, n, dtype, dev)
-    penalize = (lambda name: name.endswith("weight")) if penalize is None else penalize
-    pen = torch.cat([torch.full((v.numel(),), bool(penalize(name)), device=dev) for name, v in like.items()])
-    if ridge == 0:
-        raise ValueError("ridge must be > 0 for model_standard_errors on a non-linear module (the Woodbury form "
-                         "needs it); use mislib.indicator.standard_errors(hessian='exact') for small unpenalised "
-                         "models")
-
-    def single_output(named, x):
-        return functional_call(model, (named, buffers), (x.unsqueeze(0),)).reshape(-1)
-
-    with torch.no_grad():
-        out = functional_call(model, (like, buffers), (X[:1],))
-    k = math.prod(out.shape[1:])
-    out_shape = (1,) + tuple(out.shape[1:])
-    p = theta.numel()
-
-    def sample_loss(f, t):
-        return loss_fn(f.reshape(out_shape), t.unsqueeze(0)).sum()
-
-    # per-sample Jacobians [n, k, p] (rows of J), loss derivatives in the outputs, chunked over samples
-    jac = vmap(jacrev(single_output), in_dims=(None, 0))
-    rows = max(1, CHUNK_ENTRIES // max(1, k * p))
-    Js, Es, Ls = [], [], []
-    for i in range(0, n, rows):
-        Xc, yc = X[i:i + rows], y[i:i + rows]
-        named_jac = jac(like, Xc)
-        Js.append(torch.cat([named_jac[name].reshape(Xc.shape[0], k, -1) for name in like], dim=-1))
-        del named_jac
-        with torch.no_grad():
-            f = functional_call(model, (like, buffers), (Xc,)).reshape(-1, k)
-        Es.append(vmap(grad(sample_loss))(f, yc))
-        Ls.append(vmap(func_hessian(sample_loss))(f, yc))
-    J = torch.cat(Js).reshape(n * k, p)
-    del Js
-    E, L = torch.cat(Es), torch.cat(Ls)
-    W = torch.block_diag(*(w.reshape(-1, 1, 1) * L).unbind(0)) if k > 1 else torch.diag(w * L.reshape(-1))
-    J_u = J[:, ~pen]
-    K = J @ J.T - J_u @ J_u.T
-    C = _gradient_coefficients(E, w)
-    F, X_u = _coefficients(K, W, J_u, C, ridge)
-    Y = torch.empty(n, p, dtype=dtype, device=dev)         # H_GN^-1 r_j, one row per sample j
-    Y[:, pen] = (F.T @ J)[:, pen]
-    Y[:, ~pen] = X_u.T
+    curvature = ModelCurvature(model, X, y, loss, ridge, sample_weight=sample_weight, penalize=penalize,
+                               device=device)
+    Y = curvature.gauss_newton_gradients()
     details = {"method": "gauss-newton-woodbury", "iterations": 0, "residual": math.nan}
     if hessian == "exact":
-        Y, details = _exact_solve(model, buffers, like, X, W, J, J_u, K, pen, E, w, C, ridge, Y, k, tol,
-                                  max_iter)
-    se = (Y.square().sum(0) / n_eff).sqrt()
+        B = curvature.gradient_coefficients().T @ curvature.J          # R [n, p]: the right-hand sides
+        Y, iterations, worst = curvature.solve(B, Y, tol=tol, max_iter=max_iter)
+        if worst > tol:
+            warnings.warn(f"conjugate gradients stopped at relative residual {worst:.1e} after {iterations} "
+                          "iterations (raise max_iter)", RuntimeWarning, stacklevel=2)
+        details = {"method": "exact-pcg", "iterations": iterations, "residual": worst}
+    se = (Y.square().sum(0) / curvature.n_eff).sqrt()
     return (se, details) if return_details else se
-
-
-def _exact_solve(model, buffers, like, X, W, J, J_u, K, pen, E, w, C, ridge, Y, k, tol, max_iter):
-    """Block CG on exact Hessian-vector products, preconditioned by the Gauss-Newton inverse (Woodbury)."""
-    ridge_vec = ridge * pen.to(J.dtype)
-    m = K.shape[0]
-    Q = torch.linalg.inv(ridge * torch.eye(m, dtype=K.dtype, device=K.device) + W @ K)
-    WJu = W @ J_u
-    S = ridge * (J_u.T @ Q @ WJu)                          # the true Schur complement of the free block
-    chol = torch.linalg.cholesky(0.5 * (S + S.T)) if J_u.shape[1] else None
-    QW = Q @ W
-    penf = pen.to(J.dtype)
-    weights = w.unsqueeze(-1) * E                           # [n, k]: the residual part's output weights
-    named = {name: v for name, v in like.items()}
-
-    def inverse_penalised(V):                               # (ridge I + J_p' W J_p)^-1 on penalised coords
-        t = (V * penf) @ J.T                                # [b, m]
-        return (V * penf - (t @ QW.T) @ J * penf) / ridge
-
-    def precondition(V):                                    # (Lambda + J' W J)^-1 V by block elimination
-        if chol is None:
-            return inverse_penalised(V)
-        A_v = inverse_penalised(V)
-        rhs_u = V[:, ~pen] - (A_v @ J.T) @ WJu              # v_u - E' A^-1 v_p
-        x_u = torch.cholesky_solve(rhs_u.T, chol).T         # [b, u]
-        out = inverse_penalised(V - ((x_u @ WJu.T) @ J) * penf)
-        out[:, ~pen] = x_u
-        return out
-
-    def linearised(params):
-        return (weights * functional_call(model, (params, buffers), (X,)).reshape(-1, k)).sum()
-
-    def residual_one(v):
-        return flatten_params(jvp(grad(linearised), (named,), (unflatten_params(v, like),))[1])
-
-    def matvec(V):
-        out = V * ridge_vec + ((V @ J.T) @ W) @ J           # W symmetric
-        for j in range(0, V.shape[0], 16):
-            out[j:j + 16] += vmap(residual_one)(V[j:j + 16])
-        return out
-
-    B = (C.T @ J)                                           # R [n, p]: the right-hand sides
-    Y, iterations, worst = _conjugate_gradients(matvec, precondition, B, Y, tol, max_iter)
-    if worst > tol:
-        warnings.warn(f"conjugate gradients stopped at relative residual {worst:.1e} after {iterations} "
-                      "iterations (raise max_iter)", RuntimeWarning, stacklevel=3)
-    return Y, {"method": "exact-pcg", "iterations": iterations, "residual": worst}
