@@ -240,6 +240,7 @@ def run(preset: str = "smoke", seed: int = 0, device: str = "cpu", threads: int 
                              "lira_auc_high": audit[label]["auc_high"]} for label in labels},
         "agreement": agreement.as_dict(),
         "stderr": flat_se.cpu(),
+        "model": target, "members": (X[members], y[members]),     # for checks (not printed)
     }
     if verbose:
         print(f"digits CNN ({preset}): {p:,} parameters, n = {n} members, |gradient| = {target_grad:.1e}; "
