@@ -246,6 +246,14 @@ def _glm_dense(X, chunks, has_intercept, wd, C, n_eff, f64):
 
 # ----------------------------------------------------------------------------------------- any module
 
+def glm_applies(model: nn.Module, loss=None, penalize=None) -> bool:
+    """Whether ``model_standard_errors`` takes the exact GLM path for this module: a single-output linear module
+    (``LogisticRegression``, ``LinearRegression``, ``nn.Linear(d, 1)``), the logistic or squared loss (by name
+    or the module's ``default_loss``) and the default penalty (weights penalised, bias free)."""
+    loss_name = loss if loss is not None else getattr(model, "default_loss", None)
+    return _glm_parts(model) is not None and penalize is None and loss_name in GLM_LOSSES
+
+
 def _glm_parts(model):
     """(weight, bias or None) when ``model`` is linear in its parameters with one output, else None."""
     linear = model.linear if isinstance(model, (LogisticRegression, LinearRegression)) else model
@@ -435,10 +443,9 @@ def model_standard_errors(model: nn.Module, X, y, loss=None, ridge: float = 0.0,
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     hessian = check_choice("hessian", hessian, MODEL_HESSIANS)
-    loss_name = loss if loss is not None else getattr(model, "default_loss", None)
-    parts = _glm_parts(model)
-    if parts is not None and penalize is None and loss_name in GLM_LOSSES:
-        weight, bias = parts
+    if glm_applies(model, loss, penalize):
+        weight, bias = _glm_parts(model)
+        loss_name = loss if loss is not None else model.default_loss
         if not isinstance(X, torch.Tensor):
             raise TypeError(f"X must be a torch.Tensor, got {type(X).__name__}")
         se = glm_standard_errors(X, y, weight.detach().reshape(-1), None if bias is None else bias.detach(),

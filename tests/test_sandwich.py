@@ -81,7 +81,8 @@ def test_glm_penalised_intercept_chunks_and_float32_data():
 def test_model_dispatch_to_the_glm_path():
     model, X, y = _glm(40, 60, "logistic")
     se, details = sandwich.model_standard_errors(model, X, y, ridge=0.1, return_details=True)
-    assert details["method"] == "glm-woodbury"
+    assert details["method"] == "glm-woodbury" and sandwich.glm_applies(model)
+    assert not sandwich.glm_applies(model, "cross_entropy") and not sandwich.glm_applies(model, None, lambda n: True)
     assert _relative(se, _reference(model, X, y, "logistic", 0.1)) < EXACT
     linear = nn.Linear(60, 1, dtype=torch.float64)
     with torch.no_grad():
