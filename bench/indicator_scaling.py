@@ -115,7 +115,7 @@ def exactness(X, y, coef, intercept, stderr, k: int = 20, seed: int = 1):
         P = R + (rs_new / rs).unsqueeze(-1) * P
         rs = rs_new
     # R x = sqrt(w) (g_i - gbar) . x with g_i = a_i x~_i
-    g_dot = a * x_tilde(U)                            # [n, k]
+    g_dot = a.unsqueeze(-1) * x_tilde(U)              # [n, k]
     centred = g_dot - (w.unsqueeze(-1) * g_dot).sum(0)
     variance = (w.unsqueeze(-1) * centred ** 2).sum(0) / n   # n_eff = n
     independent = variance.sqrt()
