@@ -2,7 +2,7 @@
 with exact standard errors, and a 64-shadow LiRA audit of the same releases for comparison.
 
     python examples/digits_cnn.py --preset smoke     # tiny CNN, 8 shadows: seconds
-    python examples/digits_cnn.py --preset paper     # 102,881-weight CNN, 64 shadows: minutes
+    python examples/digits_cnn.py --preset paper     # 102,881-weight CNN, 64 shadows: ~17 min on 2 shared cores
 
 Data: scikit-learn's handwritten digits (1,797 8x8 images, shipped with scikit-learn), task "is the digit odd?"
 (one logit). A pool of ``2 n`` images; the target model trains on a random half of it (the members). Model:
