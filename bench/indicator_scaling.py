@@ -1,128 +1,273 @@
-"""Cost of the indicator's standard errors as the model grows from 10^2 to 10^6 parameters.
+"""Cost of the indicator (exact standard errors + 10 quantizers) as a logistic model grows to 10^6 parameters.
 
-A ridge logistic regression with p - 1 features on n = 256 samples (features N(0, 1/d)). ``hessian="auto"``
-uses the exact Hessian up to ``EXACT_MAX_PARAMETERS`` = 2,000 parameters (``J' L J`` from per-sample Jacobians,
-then a Cholesky solve) and conjugate gradients beyond (Jacobi-preconditioned, Hessian-vector products as two
-matrix products with the per-sample Jacobians, right-hand sides in blocks), so the switch shows in the curve.
-Both methods are also timed side by side where both are affordable. The parameters are a fixed random point,
-not a fitted optimum: the cost of one sandwich does not depend on where it is evaluated, and fitting a
-10^6-parameter model is not what is measured.
+A ridge logistic regression with p - 1 features (N(0, 1/d)) and an unpenalised intercept on n samples, ridge 1e-2.
+For every size, in its own process (its peak memory is its own):
 
-Each size runs in its own process (so that its peak memory is its own) with 1 and 2 torch threads, median over
-repeats after a warm-up. At 10^6 parameters the data alone are 2 GB (256 x 10^6 doubles), the per-sample
-Jacobians do not fit in memory and are recomputed in every product, and two settings change, recorded in the
-results: ``cg_sketch=64`` (64 random sign combinations of the 256 centred gradients instead of all 256: each
-variance then has a relative standard deviation of about sqrt(2/64) = 18%, 9% on a standard error) and
-``chunk_size=2**25`` (256 MiB chunks of the Jacobian instead of 32 MiB: fewer passes over the products' output).
+* ``woodbury``: ``mislib.sandwich.glm_standard_errors`` (exact: Woodbury + Schur complement for the intercept,
+  two passes over X) followed by ``mislib.indicator.estimate`` for 10 quantizers (``QUANTIZERS``): the indicator
+  a user gets, timed with 1 and with 2 torch threads (on this shared 2-core machine either can be faster: both
+  kept, the faster reported). Peak memory is reported as the process's peak resident set minus its resident set before the data
+  were made (python + torch), against the size of X.
+* ``previous``: ``mislib.indicator.standard_errors(hessian="auto")`` (exact Hessian up to 2,000 parameters,
+  Jacobi-preconditioned CG on all 256 gradients beyond; 2 threads), side by side, up to 10^5 parameters (10^6 took 54 s
+  with a 64-vector sketch, i.e. approximate, in the previous version of this benchmark).
+* ``training``: one training run of the same model (``torch.optim.LBFGS`` on the same penalised objective, from
+  zeros, until max |gradient| <= 1e-8 or 500 iterations), at 10^5 and 10^6 parameters.
 
-    python -m bench.indicator_scaling [--max-params 1000000]
+The points are fixed random parameters (the cost does not depend on where the sandwich is evaluated; the
+training rows fit the model to the optimum). Exactness at 10^6: 20 coordinates (the intercept and 19 random
+weights) recomputed independently: ``H x_k = e_k`` solved by conjugate gradients on exact Hessian-vector
+products (``ridge v + X~' (w D (X~ v))``, plain matrix products, no Woodbury), then the sandwich entry
+``x_k' V x_k = ||R x_k||^2`` with ``R`` the centred per-sample gradients; largest relative difference reported.
+Growth exponents: least-squares slopes of log seconds on log p (10^4 .. 10^6, n = 256) and on log n (256 ..
+4,096, p = 10^4); plus one point at n = 4,096, p = 10^5.
+
+    python -m bench.indicator_scaling [--max-params 1000000] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import time
 import warnings
 
+import numpy as np
 import torch
 
-from bench.common import median_seconds, peak_rss_mb, save, threads
-from mislib.indicator import EXACT_MAX_PARAMETERS, standard_errors
-from mislib.evaluation.trainers import LogisticRegression
+from bench.common import peak_rss_mb, save, threads
 
-N_SAMPLES, RIDGE = 256, 1e-2
-SIZES = (10 ** 2, 10 ** 3, 2 * 10 ** 3, 3 * 10 ** 3, 10 ** 4, 10 ** 5, 10 ** 6)
-SIDE_BY_SIDE_MAX = 3 * 10 ** 3          # both methods timed up to here
-BOTH_THREADS_MAX = 10 ** 4              # 1 and 2 threads up to here; beyond, 2 threads only
-BIG = 10 ** 6                           # from here: the settings of the module notes
-BIG_SETTINGS = dict(cg_sketch=64, chunk_size=2 ** 25)
+N_SAMPLES, RIDGE, THREADS = 256, 1e-2, 2
+THREAD_COUNTS = (1, 2)           # the woodbury rows: both measured, the faster reported
+SIZES = (10 ** 2, 10 ** 3, 10 ** 4, 10 ** 5, 10 ** 6)
+N_GROWTH = (256, 512, 1024, 2048, 4096)          # at p = 10^4
+BIG_N = (10 ** 5, 4096)                          # one point: p = 10^5, n = 4,096
+PREVIOUS_MAX = 10 ** 5
+TRAIN_SIZES = (10 ** 5, 10 ** 6)
+TARGETS = {10 ** 5: 1.0, 10 ** 6: 10.0}          # seconds (standard errors + 10 quantizers), n = 256
+QUANTIZERS = (("identity", {}), ("fixed_grid", {"step": 0.05}), ("uniform", {"bits": 8}),
+              ("uniform", {"bits": 4}), ("uniform", {"bits": 4, "scale_format": "pow2"}),
+              ("uniform", {"bits": 4, "per_channel": True}), ("sign", {}), ("ternary_absmean", {}),
+              ("magnitude_pruning", {"sparsity": 0.5}), ("stochastic_rounding", {"step": 0.05}))
 
 
-def model_and_data(n_params: int, seed: int = 0):
+def current_rss_mb() -> float:
+    from pathlib import Path
+
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+def problem(n_params: int, n: int, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     d = n_params - 1
-    X = torch.randn(N_SAMPLES, d, generator=generator, dtype=torch.float64) / d ** 0.5
-    y = (torch.rand(N_SAMPLES, generator=generator, dtype=torch.float64) < 0.5).double()
-    model = LogisticRegression(d)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(0.1 * torch.randn(parameter.shape, generator=generator, dtype=torch.float64))
-    return model, X, y
+    X = torch.randn(n, d, generator=generator, dtype=torch.float64).div_(d ** 0.5)   # in place: one copy of X
+    y = (torch.rand(n, generator=generator, dtype=torch.float64) < 0.5).double()
+    coef = 0.1 * torch.randn(d, generator=generator, dtype=torch.float64)
+    intercept = 0.1 * torch.randn(1, generator=generator, dtype=torch.float64)
+    return X, y, coef, intercept
 
 
-def settings(n_params: int) -> dict:
-    return dict(BIG_SETTINGS) if n_params >= BIG else {}
+def indicator_rows(coef, intercept, stderr, n):
+    """``estimate`` for the 10 quantizers, the weights and the intercept as named parameters."""
+    from mislib import quantizers as Q
+    from mislib.indicator import estimate
+
+    theta = {"linear.weight": coef.reshape(1, -1), "linear.bias": intercept}
+    se = {"linear.weight": stderr[:-1].reshape(1, -1), "linear.bias": stderr[-1:]}
+    return [estimate(theta, se, Q.get(name, **params), n) for name, params in QUANTIZERS]
 
 
-def time_one(n_params: int, hessian: str, n_threads: int) -> dict:
-    """One measurement in this process: median seconds, the method used, and this process's peak memory."""
-    model, X, y = model_and_data(n_params)
-    options = settings(n_params)
-    with threads(n_threads), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a random point is not an optimum; the cost is what is measured here
+def exactness(X, y, coef, intercept, stderr, k: int = 20, seed: int = 1):
+    """Largest relative error of ``stderr`` on k coordinates against CG solves on exact Hessian-vector products."""
+    n, d = X.shape
+    f = X @ coef + intercept
+    s = torch.sigmoid(f)
+    a, D = s - y, s * (1 - s)
+    w = torch.full((n,), 1.0 / n, dtype=torch.float64)
+    ridge_vec = torch.cat([torch.full((d,), RIDGE, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)])
 
-        def run():
-            return standard_errors(model, X, y, "logistic", ridge=RIDGE, hessian=hessian, return_details=True,
-                                   **options)
+    def x_tilde(V):                                   # X~ V' for V [k, d + 1] -> [n, k]
+        return X @ V[:, :d].T + V[:, d]
 
-        if n_params <= 10 ** 4:
-            seconds = median_seconds(run, repeats=3)
-        else:  # one timed run (a full warm-up would double the cost): warm torch.func up on a tiny model
-            tiny = model_and_data(100)
-            standard_errors(*tiny, "logistic", ridge=RIDGE)
+    def hvp(V):
+        t = (w * D).unsqueeze(-1) * x_tilde(V)        # [n, k]
+        return V * ridge_vec + torch.cat([(X.T @ t).T, t.sum(0, keepdim=True).T], dim=1)
+
+    picks = torch.cat([torch.tensor([d]), torch.randperm(d, generator=torch.Generator().manual_seed(seed))[:k - 1]])
+    B = torch.zeros(k, d + 1, dtype=torch.float64)
+    B[torch.arange(k), picks] = 1.0
+    U, R = torch.zeros_like(B), B.clone()
+    P, rs = R.clone(), (R * R).sum(1)
+    for iteration in range(2000):
+        AP = hvp(P)
+        alpha = rs / (P * AP).sum(1)
+        U += alpha.unsqueeze(-1) * P
+        R -= alpha.unsqueeze(-1) * AP
+        rs_new = (R * R).sum(1)
+        if float(rs_new.sqrt().max()) < 1e-13:
+            break
+        P = R + (rs_new / rs).unsqueeze(-1) * P
+        rs = rs_new
+    # R x = sqrt(w) (g_i - gbar) . x with g_i = a_i x~_i
+    g_dot = a.unsqueeze(-1) * x_tilde(U)              # [n, k]
+    centred = g_dot - (w.unsqueeze(-1) * g_dot).sum(0)
+    variance = (w.unsqueeze(-1) * centred ** 2).sum(0) / n   # n_eff = n
+    independent = variance.sqrt()
+    return float(((stderr[picks] - independent).abs() / independent).max()), iteration + 1
+
+
+def time_woodbury(n_params: int, n: int, check: bool) -> dict:
+    """Standard errors + 10 quantizers with 1 and then 2 torch threads in this process; the faster is reported
+    (``seconds``), both are kept. Peak memory: this process's, over both."""
+    from mislib.sandwich import glm_standard_errors
+
+    before = current_rss_mb()
+    X, y, coef, intercept = problem(n_params, n)
+    data_mb = X.numel() * X.element_size() / 2 ** 20
+    # warm-up on a tiny slice (imports, first-call costs): what is timed is the computation
+    indicator_rows(coef[:50], intercept, glm_standard_errors(X[:, :50], y, coef[:50], intercept, "logistic",
+                                                             RIDGE), n)
+    per_threads = {}
+    for count in THREAD_COUNTS:
+        with threads(count):
             start = time.perf_counter()
-            run()
-            seconds = time.perf_counter() - start
-        details = run() if n_params <= 10 ** 4 else None
-    method = details.hessian if details is not None else (
-        "exact" if hessian == "exact" or (hessian == "auto" and n_params <= EXACT_MAX_PARAMETERS) else
-        "cg" if options.get("cg_sketch") is None or options["cg_sketch"] >= N_SAMPLES else
-        f"cg-sketch({options['cg_sketch']})")
-    return {"parameters": n_params, "hessian": hessian, "method": method, "threads": n_threads,
-            "seconds": seconds, "peak_rss_mb": peak_rss_mb(), **options}
+            stderr = glm_standard_errors(X, y, coef, intercept, "logistic", RIDGE)
+            se_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                results = indicator_rows(coef, intercept, stderr, n)
+            per_threads[count] = (se_seconds, time.perf_counter() - start)
+    best = min(per_threads, key=lambda c: sum(per_threads[c]))
+    peak = peak_rss_mb()
+    row = {"kind": "woodbury", "parameters": n_params, "n": n, "threads": best,
+           "stderr_seconds": per_threads[best][0], "indicator_seconds": per_threads[best][1],
+           "seconds": sum(per_threads[best]),
+           "by_threads": {str(c): {"stderr_seconds": a, "indicator_seconds": b} for c, (a, b) in per_threads.items()},
+           "data_mb": data_mb, "baseline_rss_mb": before, "peak_rss_mb": peak, "extra_peak_mb": peak - before,
+           "memory_ratio": (peak - before) / data_mb,
+           "r_soft_with_scale": {r.quantizer: r.r_soft_with_scale for r in results}}
+    if check:
+        with threads(max(THREAD_COUNTS)):
+            row["exactness_max_relative_error"], row["exactness_cg_iterations"] = exactness(X, y, coef, intercept,
+                                                                                           stderr)
+        row["exactness_coordinates"] = 20
+    return row
 
 
-def combinations(n_params: int):
-    """(hessian, threads) pairs measured at this size."""
-    for n_threads in ((1, 2) if n_params <= BOTH_THREADS_MAX else (2,)):
-        for hessian in (("auto", "exact", "cg") if n_params <= SIDE_BY_SIDE_MAX else ("auto",)):
-            yield hessian, n_threads
+def time_previous(n_params: int, n: int) -> dict:
+    from mislib.indicator import standard_errors
+    from mislib.modules import LogisticRegression
+
+    X, y, coef, intercept = problem(n_params, n)
+    model = LogisticRegression.from_coefficients(torch.cat([coef, intercept]))
+    with threads(THREADS), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        standard_errors(LogisticRegression.from_coefficients(torch.zeros(3, dtype=torch.float64)),
+                        X[:, :2], y, "logistic", ridge=RIDGE)
+        start = time.perf_counter()
+        details = standard_errors(model, X, y, "logistic", ridge=RIDGE, hessian="auto", cg_sketch=None,
+                                  return_details=True)
+        seconds = time.perf_counter() - start
+    from mislib.sandwich import glm_standard_errors
+
+    new = glm_standard_errors(X, y, coef, intercept, "logistic", RIDGE)
+    return {"kind": "previous", "parameters": n_params, "n": n, "threads": THREADS, "seconds": seconds,
+            "method": details.hessian, "peak_rss_mb": peak_rss_mb(),
+            "max_relative_difference_to_woodbury": float(((new - details.flat).abs() / details.flat).max())}
 
 
-def measure(n_params: int) -> list[dict]:
-    """Every combination at one size, in a fresh process (so that the peak memory is this size's)."""
-    out = subprocess.run([sys.executable, "-m", "bench.indicator_scaling", "--one", str(n_params)],
+def time_training(n_params: int, n: int) -> dict:
+    X, y, _, _ = problem(n_params, n)
+    d = n_params - 1
+    theta = torch.zeros(n_params, dtype=torch.float64, requires_grad=True)
+    with threads(THREADS):
+        optimiser = torch.optim.LBFGS([theta], max_iter=500, tolerance_grad=1e-8, tolerance_change=0,
+                                      history_size=20, line_search_fn="strong_wolfe")
+
+        def objective():
+            optimiser.zero_grad()
+            f = X @ theta[:d] + theta[d]
+            value = (torch.nn.functional.softplus(f) - y * f).mean() + RIDGE / 2 * theta[:d].square().sum()
+            value.backward()
+            return value
+
+        start = time.perf_counter()
+        optimiser.step(objective)
+        seconds = time.perf_counter() - start
+        objective()
+    return {"kind": "training", "parameters": n_params, "n": n, "threads": THREADS, "seconds": seconds,
+            "iterations": optimiser.state[theta]["n_iter"], "max_abs_gradient": float(theta.grad.abs().max())}
+
+
+def run_child(*args) -> dict:
+    out = subprocess.run([sys.executable, "-m", "bench.indicator_scaling", "--child", *map(str, args)],
                          capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items() if k != "r_soft_with_scale"},
+          flush=True)
+    return row
+
+
+def slope(rows, key):
+    xs = np.log([r[key] for r in rows])
+    ys = np.log([r["seconds"] for r in rows])
+    return float(np.polyfit(xs, ys, 1)[0])
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-params", type=int, default=10 ** 6)
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="skip n = 4,096 at 10^5 and the training runs")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.one:
-        rows = [time_one(args.one, hessian, n_threads) for hessian, n_threads in combinations(args.one)]
-        for row in rows:  # the process's peak: this size's, whatever the combination
-            row["peak_rss_mb"] = peak_rss_mb()
-        print(json.dumps(rows))
+    if args.child:
+        kind, n_params, n = args.child[0], int(args.child[1]), int(args.child[2])
+        row = (time_woodbury(n_params, n, check=n_params >= 10 ** 6) if kind == "woodbury" else
+               time_previous(n_params, n) if kind == "previous" else time_training(n_params, n))
+        print(json.dumps(row))
         return None
     rows = []
-    for size in (s for s in SIZES if s <= args.max_params):
-        rows += measure(size)
-        for row in rows[-len(list(combinations(size))):]:
-            print({k: row[k] for k in ("parameters", "hessian", "method", "threads", "seconds", "peak_rss_mb")},
-                  flush=True)
+    sizes = [s for s in SIZES if s <= args.max_params]
+    for size in sizes:
+        rows.append(run_child("woodbury", size, N_SAMPLES))
+        if size <= PREVIOUS_MAX:
+            rows.append(run_child("previous", size, N_SAMPLES))
+    growth_n = [run_child("woodbury", 10 ** 4, n) for n in N_GROWTH if n != N_SAMPLES]
+    if not args.quick:
+        rows.append(run_child("woodbury", *BIG_N))
+        rows += [run_child("training", size, N_SAMPLES) for size in TRAIN_SIZES if size <= args.max_params]
+    rows += growth_n
+    new = {r["parameters"]: r for r in rows if r["kind"] == "woodbury" and r["n"] == N_SAMPLES}
+    old = {r["parameters"]: r for r in rows if r["kind"] == "previous"}
+    train = {r["parameters"]: r for r in rows if r["kind"] == "training"}
+    summary = {
+        "speedup_vs_previous": {p: old[p]["seconds"] / new[p]["stderr_seconds"] for p in old if p in new},
+        "targets": {p: {"seconds": new[p]["seconds"], "target_seconds": t, "met": new[p]["seconds"] <= t,
+                        "memory_ratio": new[p]["memory_ratio"], "memory_met": new[p]["memory_ratio"] <= 2}
+                    for p, t in TARGETS.items() if p in new},
+        "cost_vs_training": {p: new[p]["seconds"] / train[p]["seconds"] for p in train if p in new},
+        "exponent_in_p": slope([new[p] for p in new if p >= 10 ** 4], "parameters") if len(new) >= 3 else None,
+        "exponent_in_n": slope([new[10 ** 4]] + growth_n, "n") if 10 ** 4 in new else None,
+        "exactness_at_1e6": {k: new[10 ** 6][k] for k in ("exactness_max_relative_error", "exactness_coordinates")}
+        if 10 ** 6 in new else None,
+    }
     command = "python -m bench.indicator_scaling" + (f" --max-params {args.max_params}"
-                                                      if args.max_params != 10 ** 6 else "")
+                                                      if args.max_params != 10 ** 6 else "") + (
+        " --quick" if args.quick else "")
     return save("indicator_scaling", {
-        "what": f"sandwich standard errors, ridge logistic regression, n={N_SAMPLES}; 'auto' is exact up to "
-                f"{EXACT_MAX_PARAMETERS} parameters, conjugate gradients beyond",
-        "exact_max_parameters": EXACT_MAX_PARAMETERS, "big_settings": {"from": BIG, **BIG_SETTINGS},
-        "rows": rows}, command=command)
+        "what": f"exact sandwich standard errors (mislib.sandwich, Woodbury) + the indicator for "
+                f"{len(QUANTIZERS)} quantizers, ridge logistic regression, n={N_SAMPLES} unless stated; previous "
+                f"method (mislib.indicator.standard_errors, auto, all 256 gradients) side by side up to "
+                f"{PREVIOUS_MAX} parameters",
+        "quantizers": [f"{name}({params})" for name, params in QUANTIZERS], "summary": summary, "rows": rows},
+        command=command)
 
 
 if __name__ == "__main__":
