@@ -54,21 +54,21 @@ def rows() -> list[tuple[str, str, str, str, str]]:
             out.append((f"make reproduce, preset {preset}", f"python -m bench.reproduce --preset {preset}",
                         "not measured yet", f"< {target}, peak < 4 GiB", _met(None)))
     scaling = load("indicator_scaling")
-    if scaling:
-        auto = {}
-        for r in scaling["rows"]:
-            if r["hessian"] == "auto":
-                best = auto.get(r["parameters"])
-                if best is None or r["seconds"] < best["seconds"]:
-                    auto[r["parameters"]] = r
-        points = "; ".join(f"10^{len(str(p)) - 1}{'' if str(p).startswith('1') else ' x' + str(p)[0]}: "
-                           f"{_seconds(r['seconds'])} ({r['method']})" for p, r in sorted(auto.items())
-                           if str(p).startswith("1"))
-        largest = max(auto.values(), key=lambda r: r["parameters"])
-        out.append(("Indicator cost vs model size (sandwich, logistic regression, n = 256)", scaling["command"],
-                    points + f"; peak {largest['peak_rss_mb'] / 1024:.1f} GiB at {largest['parameters']:,}",
-                    "10^6 parameters in a few minutes", _met(largest["parameters"] >= 10 ** 6
-                                                              and largest["seconds"] < 300)))
+    if scaling and "summary" in scaling:
+        s = scaling["summary"]
+        new = {r["parameters"]: r for r in scaling["rows"] if r["kind"] == "woodbury" and r["n"] == 256}
+        old = {r["parameters"]: r for r in scaling["rows"] if r["kind"] == "previous"}
+        points = "; ".join(f"10^{len(str(p)) - 1}: {_seconds(r['seconds'])}"
+                           + (f" (was {_seconds(old[p]['seconds'])})" if p in old else "")
+                           for p, r in sorted(new.items()))
+        big = new.get(10 ** 6)
+        tail = (f"; at 10^6 peak {big['extra_peak_mb'] / big['data_mb']:.2f}x the data, max relative error "
+                f"{s['exactness_at_1e6']['exactness_max_relative_error']:.0e} on 20 coordinates" if big else "")
+        out.append(("Indicator cost vs model size: exact standard errors + 10 quantizers (logistic, n = 256)",
+                    scaling["command"], points + tail
+                    + f"; growth p^{s['exponent_in_p']:.2f}, n^{s['exponent_in_n']:.2f}",
+                    "10^6 in <= 10 s, 10^5 in <= 1 s, peak <= 2x data",
+                    _met(all(t["met"] and t["memory_met"] for t in s["targets"].values()))))
     return out
 
 
@@ -87,24 +87,12 @@ def plot_scaling(path=None):
         return None
     use_style()
     fig, ax = plt.subplots(figsize=(6, 4))
-    styles = {"exact": ("o", "-"), "cg": ("s", "--"), "auto": ("D", ":")}
-    for hessian in ("auto", "exact", "cg"):
-        for n_threads in (1, 2):
-            points = sorted((r["parameters"], r["seconds"]) for r in scaling["rows"]
-                            if r["hessian"] == hessian and r["threads"] == n_threads)
-            if len(points) < 2 and hessian != "auto":
-                continue
-            marker, line = styles[hessian]
-            label = {"auto": "auto (exact, then CG)", "exact": "exact Hessian", "cg": "conjugate gradients"}[hessian]
-            ax.plot(*zip(*points), marker=marker, linestyle=line, alpha=1.0 if n_threads == 2 else 0.5,
-                    label=f"{label}, {n_threads} thread{'s' if n_threads > 1 else ''}")
-    ax.axvline(scaling["exact_max_parameters"], color="grey", linewidth=0.8)
-    ax.text(scaling["exact_max_parameters"] * 1.1, ax.get_ylim()[1] / 3, "auto: exact | CG", color="grey",
-            fontsize=8)
-    for r in scaling["rows"]:
-        if r["hessian"] == "auto" and "sketch" in r["method"]:
-            ax.annotate(r["method"], (r["parameters"], r["seconds"]), textcoords="offset points", xytext=(-60, 6),
-                        fontsize=7)
+    for kind, label, style in (("woodbury", "exact, by structure (Woodbury)", "o-"),
+                               ("previous", "before: exact Hessian, then CG with a sketch", "s--")):
+        points = sorted((r["parameters"], r["seconds"]) for r in scaling["rows"]
+                        if r["kind"] == kind and r.get("n", 256) == 256)
+        if points:
+            ax.plot(*zip(*points), style, label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("parameters of the model")

@@ -34,7 +34,7 @@ from mislib.objective import (EXACT_MAX_PARAMETERS, LOSS_NAMES, NotAtOptimumWarn
                               block_cg, cholesky_factor, data_tensor, resolve_loss)
 from mislib.quantizers import Quantizer, labelled
 from mislib.variance import (METHODS, StandardErrors, bootstrap_counts, refit, sandwich_variance,  # noqa: F401
-                             standard_errors)
+                             standard_errors, structured_or_sandwich_variance)
 
 # The objective was indicator._Problem in mislib 0.1 (kept for callers of that private name).
 _Problem = Objective
@@ -347,7 +347,8 @@ def indicator_of_model(model: nn.Module, X, y, loss=None, quantizers=(), *, ridg
     seed = check_int("seed", seed, minimum=0)
     start = time.perf_counter()
     problem = Objective(model, X, y, loss, ridge, None, penalize, chunk_size)
-    var, mode, _ = sandwich_variance(problem, problem.theta, hessian, 1e-10, 500, cg_sketch, seed)
+    var, mode, _ = structured_or_sandwich_variance(problem, hessian, (model, loss, ridge, None, penalize), 1e-10,
+                                                   500, cg_sketch, seed)
     se_time = time.perf_counter() - start
     stderr = unflatten_params(var.clamp_min(0).sqrt(), problem.like)
     theta = unflatten_params(problem.theta, problem.like)

@@ -28,7 +28,7 @@ class StandardErrors:
     stderr: dict                 # named like model.named_parameters()
     flat: torch.Tensor           # [p] same values, flattened in named_parameters order
     method: str                  # "sandwich" or "bootstrap"
-    hessian: str                 # "exact", "cg", "cg-sketch(m)" or "-" (bootstrap)
+    hessian: str                 # "exact", "exact (woodbury)", "cg", "cg-sketch(m)" or "-" (bootstrap)
     n: float                     # effective sample size (sum of the sample weights)
     model_fits: int              # refits performed (bootstrap); 0 for the sandwich
     seconds: float
@@ -96,7 +96,8 @@ def standard_errors(model: nn.Module, X, y, loss=None, *, ridge: float = 0.0, me
     start = time.perf_counter()
     problem = Objective(model, X, y, loss, ridge, sample_weight, penalize, chunk_size)
     if method == "sandwich":
-        var, mode, cov = sandwich_variance(problem, problem.theta, hessian, cg_tol, cg_max_iter, cg_sketch, seed)
+        var, mode, cov = structured_or_sandwich_variance(problem, hessian, (model, loss, ridge, sample_weight, penalize),
+                                                         cg_tol, cg_max_iter, cg_sketch, seed)
         flat, fits, reps = var.clamp_min(0).sqrt(), 0, None
     else:
         n_bootstrap = check_int("n_bootstrap", n_bootstrap, minimum=2)
@@ -109,6 +110,20 @@ def standard_errors(model: nn.Module, X, y, loss=None, *, ridge: float = 0.0, me
     if not return_details:
         return stderr
     return StandardErrors(stderr, flat, method, mode, problem.n_eff, fits, time.perf_counter() - start, cov, reps)
+
+
+def structured_or_sandwich_variance(problem: Objective, hessian, settings, cg_tol, cg_max_iter, cg_sketch, seed):
+    """``sandwich_variance`` at the optimum, except for large generalised linear models with ``hessian="auto"``:
+    those take the exact structured path of ``mislib.sandwich`` (Woodbury, no sketch, O(p n^2)). ``settings``:
+    the ``(model, loss, ridge, sample_weight, penalize)`` the objective was built from."""
+    from mislib import sandwich
+
+    model, loss, ridge, sample_weight, penalize = settings
+    if hessian == "auto" and problem.p > EXACT_MAX_PARAMETERS and sandwich.glm_applies(model, loss, penalize):
+        se = sandwich.model_standard_errors(model, problem.X, problem.y, loss, ridge=ridge,
+                                            sample_weight=sample_weight)
+        return se.to(problem.theta.dtype) ** 2, "exact (woodbury)", None
+    return sandwich_variance(problem, problem.theta, hessian, cg_tol, cg_max_iter, cg_sketch, seed)
 
 
 def _resolve_hessian_mode(hessian, p):

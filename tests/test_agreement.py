@@ -89,7 +89,8 @@ def test_indicator_agreement_pools_each_indicator_over_the_groups():
                          "value_low": np.nan, "value_high": np.nan})
             rows.append({**base, "method": "indicator", "measurement": "r_min", "value": r_min_sign * r_soft,
                          "value_low": np.nan, "value_high": np.nan})
-    found = agreement.indicator_agreement(pd.DataFrame(rows), reference=("attack", "auc"), by=("task",))
+    found = agreement.indicator_agreement(pd.DataFrame(rows), ("r_soft", "r_min"), reference=("attack", "auc"),
+                                          by=("task",))
     found = found.set_index("indicator")
     assert found.loc["r_soft", "n_separated"] == 6 and found.loc["r_soft", "concordant_fraction"] == 1.0
     assert found.loc["r_min", "concordant"] == 3 and found.loc["r_min", "concordant_fraction"] == 0.5

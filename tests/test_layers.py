@@ -11,7 +11,8 @@ import pytest
 import mislib
 
 PACKAGE = pathlib.Path(mislib.__file__).parent
-CORE = ("quantizers", "mis", "modules", "objective", "variance", "crossing", "indicator", "attacks", "plotting")
+CORE = ("quantizers", "mis", "modules", "objective", "variance", "sandwich", "crossing", "indicator", "attacks",
+        "plotting")
 HEAVY = ("rdkit", "onnxruntime", "datamol", "dask", "distributed")
 
 

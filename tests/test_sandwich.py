@@ -182,3 +182,26 @@ def test_cuda_matches_cpu(mlp):
     gpu = sandwich.model_standard_errors(net, Xm, ym, ridge=1e-2, device="cuda")
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-7, atol=0)
+
+
+def test_standard_errors_dispatch_large_glms_to_the_exact_structured_path():
+    """indicator.standard_errors (hessian="auto") above EXACT_MAX_PARAMETERS: a logistic model takes the Woodbury
+    path, exact (equal to the full-Hessian path), not conjugate gradients with a sketch."""
+    from mislib.evaluation.trainers import fit_logistic
+    from mislib.indicator import indicator_of_model, standard_errors
+    from mislib.modules import LogisticRegression, coefficients_to_params, load_params
+    from mislib.objective import EXACT_MAX_PARAMETERS
+    from mislib.quantizers import get
+
+    g = torch.Generator().manual_seed(3)
+    n, d = 200, EXACT_MAX_PARAMETERS + 100
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = (torch.rand(n, generator=g, dtype=torch.float64) < torch.sigmoid(X[:, 0])).double()
+    model = load_params(LogisticRegression(d), coefficients_to_params(fit_logistic(X, y, ridge=0.1)))
+    fast = standard_errors(model, X, y, "logistic", ridge=0.1, return_details=True)
+    exact = standard_errors(model, X, y, "logistic", ridge=0.1, hessian="exact", return_details=True)
+    assert fast.hessian == "exact (woodbury)" and exact.hessian == "exact"
+    torch.testing.assert_close(fast.flat, exact.flat, rtol=1e-9, atol=0)
+    table = indicator_of_model(model, X, y, "logistic", {"grid": get("fixed_grid", step=0.05)}, ridge=0.1,
+                               average=False)
+    assert table.loc[0, "standard_errors"] == "sandwich (exact (woodbury))"

@@ -175,7 +175,7 @@ def test_paper_conclusions_and_costs_from_the_committed_table(table, pooled, dat
     high, low = datasets
     found = synthetic_ranking.conclusions(pooled, high, low, dim=config["datasets"][0]["dim"])
     for model in ("logistic", "mlp"):
-        assert found[model]["r_soft"] >= 0.95 and found[model]["r_min"] < 0.5
+        assert found[model]["score"] >= 0.95 and found[model]["r_min"] < 0.5
     assert found["attack_separated_low"] == 0
     costs = synthetic_ranking.cost_conclusions(table, high, dim=config["datasets"][0]["dim"])
     ratio = synthetic_ranking.cost_summary(table).query("dataset == @high").shadow_over_indicator
@@ -188,7 +188,10 @@ def test_overview_and_deterministic_quantizers(table, datasets):
     high, low = datasets
     view = synthetic_ranking.overview(table, high, "logistic", 32, seed=0)
     assert view["best_attack.auc"].is_monotonic_decreasing and "identity" in view.index
-    assert np.allclose(view["coordinates at risk"], np.exp(-32 * view["indicator.r_soft_with_scale"]))
+    # the ranking score is (log d - log min(E, d)) / n with E the published values expected to change
+    d = view.loc["identity", "indicator.expected_exits_with_scale"]
+    expected = (np.log(d) - np.log(np.minimum(view["indicator.expected_exits_with_scale"], d))) / 32
+    assert np.allclose(view["indicator.ranking_score"], expected, rtol=1e-9) and (view["indicator.ranking_score"] >= 0).all()
     deterministic = synthetic_ranking.deterministic_quantizers(table, high)
     assert "stochastic rounding, public 4-bit grid" not in deterministic and "uniform 4-bit" in deterministic
     described = synthetic_ranking.describe_quantizers(synthetic_ranking.STUDY_QUANTIZERS)
