@@ -469,3 +469,204 @@ def plot_score_intervals(intervals, truth, ax=None, title=""):
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
     return ax
+
+
+# ------------------------------------------------------- notebook 04: its releases, standard errors and figures
+
+# (label, quantizer name, parameters): the releases of the one-model validation (two weights, logistic model).
+VALIDATION_QUANTIZERS = (
+    ("identity", "identity", {}),
+    ("stochastic rounding 0.25", "stochastic_rounding", {"step": 0.25}),
+    ("grid 1.0", "fixed_grid", {"step": 1.0}),
+    ("grid 0.5", "fixed_grid", {"step": 0.5}),
+    ("grid 0.2", "fixed_grid", {"step": 0.2}),
+    ("uniform 8 bits", "uniform", {"bits": 8}),
+    ("uniform 4 bits", "uniform", {"bits": 4}),
+    ("uniform 2 bits", "uniform", {"bits": 2}),
+    ("uniform 4 bits, pow2 scale", "uniform", {"bits": 4, "scale_format": "pow2"}),
+    ("uniform 4 bits, public scale", "uniform", {"bits": 4, "scale_format": "public", "scale": 0.125}),
+    ("sign", "sign", {}),
+    ("ternary (absmean)", "ternary_absmean", {}),
+    ("magnitude pruning 50%", "magnitude_pruning", {"sparsity": 0.5}),
+)
+# Releases with finitely many values (no float published): the Monte-Carlo Delta_n can see them.
+DISCRETE = ("grid 1.0", "grid 0.5", "grid 0.2", "uniform 4 bits, pow2 scale", "uniform 4 bits, public scale")
+
+
+def validation_quantizers() -> dict:
+    """``{label: Quantizer}`` of ``VALIDATION_QUANTIZERS``."""
+    from mislib.evaluation.quantizer_specs import build_quantizers
+
+    return build_quantizers(VALIDATION_QUANTIZERS)
+
+
+def standard_error_table(law, n_values, *, ridge: float, n_bootstrap: int, n_retrain: int, n_datasets: int,
+                         seed: int = 0) -> pd.DataFrame:
+    """Sandwich, bootstrap and retraining standard errors at each n (``standard_error_comparison``, cached as
+    ``indicator_standard_errors``), with their ratios."""
+    from mislib.infra.tables import cached_table
+
+    config = dict(beta=list(law.beta), ridge=ridge, n_values=list(n_values), n_bootstrap=n_bootstrap,
+                  n_retrain=n_retrain, n_datasets=n_datasets, seed=seed)
+    table = cached_table("indicator_standard_errors", config, lambda: pd.concat(
+        [standard_error_comparison(law, n, ridge=ridge, n_bootstrap=n_bootstrap, n_retrain=n_retrain,
+                                   n_datasets=n_datasets, seed=seed) for n in n_values], ignore_index=True),
+        seeds=[seed])
+    table["bootstrap / sandwich"] = table["bootstrap"] / table["sandwich"]
+    table["sandwich / truth"] = table["sandwich"] / table["retraining_sd"]
+    table["bootstrap / truth"] = table["bootstrap"] / table["retraining_sd"]
+    return table
+
+
+def _worst(ratios: pd.Series) -> float:
+    """The ratio farthest from 1."""
+    return float(ratios.iloc[(ratios - 1).abs().argmax()])
+
+
+def standard_error_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per n and coordinate: the truth (spread over retrainings), the mean sandwich and bootstrap, and the worst
+    and mean ratios."""
+    return table.groupby(["sample_size", "coordinate"]).agg(
+        truth=("retraining_sd", "first"), sandwich_mean=("sandwich", "mean"), bootstrap_mean=("bootstrap", "mean"),
+        bootstrap_over_sandwich_worst=("bootstrap / sandwich", _worst),
+        sandwich_over_truth_mean=("sandwich / truth", "mean"), sandwich_over_truth_worst=("sandwich / truth", _worst))
+
+
+def standard_error_conclusions(table: pd.DataFrame, summary: pd.DataFrame, *, n_bootstrap: int, n_retrain: int,
+                               n_datasets: int):
+    """How far bootstrap and sandwich are apart (``boot_gap``, and ``boot_gap_large_n`` from the second n on), the
+    sandwich's largest gap to the truth averaged over data sets (``mean_gap``) and for one data set
+    (``worst_gap``), and the ratios to the truth at the smallest n (``small_n_ratio_<method>``)."""
+    from mislib.studies.findings import Conclusions
+
+    n_values = sorted(table.sample_size.unique())
+    small = table.sample_size == n_values[0]
+    values = {"boot_gap": float((table["bootstrap / sandwich"] - 1).abs().max()),
+              "boot_gap_large_n": float((table.loc[~small, "bootstrap / sandwich"] - 1).abs().max()),
+              "mean_gap": float((summary["sandwich_over_truth_mean"] - 1).abs().max()),
+              "worst_gap": float((table["sandwich / truth"] - 1).abs().max())}
+    lines = [f"bootstrap ({n_bootstrap} refits) vs sandwich on the same data set: largest relative difference "
+             f"{values['boot_gap_large_n']:.1%} for n >= {n_values[1]}, {values['boot_gap']:.1%} including "
+             f"n = {n_values[0]}"]
+    for name in ("sandwich", "bootstrap"):
+        values[f"small_n_ratio_{name}"] = float(table.loc[small, f"{name} / truth"].mean())
+        lines.append(f"  at n = {n_values[0]}, {name} / truth averages {values[f'small_n_ratio_{name}']:.2f}")
+    lines.append(f"sandwich vs the spread over {n_retrain} retrainings, averaged over {n_datasets} data sets: "
+                 f"largest relative difference {values['mean_gap']:.1%}; for a single data set: up to "
+                 f"{values['worst_gap']:.1%}")
+    return Conclusions(values, lines)
+
+
+def plot_standard_errors(table: pd.DataFrame, beta):
+    """Per weight: the truth (spread over retrainings) against n, and each data set's sandwich and bootstrap."""
+    import matplotlib.pyplot as plt
+
+    n_values = sorted(table.sample_size.unique())
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    for coordinate, ax in enumerate(axes):
+        rows = table[table.coordinate == coordinate]
+        truth = rows.groupby("sample_size")["retraining_sd"].first()
+        ax.plot(truth.index, truth.values, "k-", lw=2, label="spread over retrainings (truth)")
+        jitter = 1 + 0.04 * (rows["dataset"] - rows["dataset"].mean())
+        ax.plot(rows["sample_size"] * jitter * 0.97, rows["sandwich"], "o", ms=4, label="sandwich, one data set each")
+        ax.plot(rows["sample_size"] * jitter * 1.03, rows["bootstrap"], "s", ms=4, mfc="none",
+                label="bootstrap, one data set each")
+        ax.set(xscale="log", yscale="log", xlabel="training-set size n")
+        ax.minorticks_off()
+        ax.set_xticks(n_values, [str(n) for n in n_values])
+        ax.set_yticks([0.1, 0.2, 0.3, 0.5], ["0.1", "0.2", "0.3", "0.5"])
+        ax.set_title(f"weight {coordinate + 1} (beta = {beta[coordinate]:g})", fontsize=10)
+    axes[0].set_ylabel("standard error of the weight")
+    axes[0].legend(fontsize=7)
+    return fig
+
+
+def _size_palette(n_values) -> dict:
+    import matplotlib.pyplot as plt
+
+    return dict(zip(sorted(n_values), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+
+
+def plot_indicator_vs_montecarlo(table: pd.DataFrame):
+    """n x ranking score (oracle, and from one trained model with its bootstrap interval) against the Monte-Carlo
+    lower bound on Delta_n (the fixed-rule estimate, with its interval), for the releases with finitely many
+    values and identity."""
+    import matplotlib.pyplot as plt
+
+    labels = [*DISCRETE, "identity"]
+    measured = table[table.quantizer.isin(labels)]
+    marker_of = dict(zip(labels, ["o", "s", "^", "D", "v", "X"]))
+    palette = _size_palette(table.sample_size.unique())
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4), sharey=True)
+    for ax, column, title in ((axes[0], "ranking_score_oracle", "oracle (theta*, population sigma)"),
+                              (axes[1], "ranking_score", "from one trained model")):
+        for _, row in measured.iterrows():
+            n, y = row["sample_size"], row["mc_rule_lower_bound"]
+            x = n * row[column]
+            xerr = None if column != "ranking_score" else [[max(0.0, x - n * row["ranking_score_low"])],
+                                                           [max(0.0, n * row["ranking_score_high"] - x)]]
+            ax.errorbar(x, y, xerr=xerr, yerr=[[y - row["mc_rule_lower_bound_low"]],
+                                               [row["mc_rule_lower_bound_high"] - y]],
+                        fmt=marker_of[row["quantizer"]], color=palette[n], ms=5, capsize=2, alpha=0.85)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xlabel(r"$n \times$ ranking score")
+        ax.set_title(title, fontsize=10)
+    axes[0].set_ylabel(r"Monte-Carlo lower bound on $\Delta_n$ (rule)")
+    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=f"n = {n}") for n, c in palette.items()]
+    handles += [plt.Line2D([], [], color="k", marker=m, ls="", label=q) for q, m in marker_of.items()]
+    axes[1].legend(handles=handles, fontsize=7, loc="upper right")
+    return fig
+
+
+def plot_indicator_vs_attacks(table: pd.DataFrame):
+    """n x oracle ranking score against the AUC of the white-box attack and of online LiRA, every release."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    palette = _size_palette(table.sample_size.unique())
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, attack, title in ((axes[0], "whitebox", "white-box Gaussian likelihood ratio"),
+                              (axes[1], "lira_online", "LiRA online")):
+        for n, colour in palette.items():
+            rows = table[table.sample_size == n]
+            auc = rows[f"{attack}_auc"]
+            ax.errorbar(n * rows["ranking_score_oracle"], auc,
+                        yerr=np.abs(np.vstack([auc - rows[f"{attack}_auc_low"], rows[f"{attack}_auc_high"] - auc])),
+                        fmt="o", ms=4, capsize=2, color=colour, alpha=0.8, label=f"n = {n}")
+        ax.axhline(0.5, color="grey", lw=0.8)
+        ax.set_xlabel(r"$n \times$ ranking score (oracle)")
+        ax.set_title(title, fontsize=10)
+    axes[0].set_ylabel("attack AUC")
+    axes[0].legend()
+    return fig
+
+
+def agreement_conclusions(agreement: pd.DataFrame):
+    """The rank agreement of each indicator with each ground truth: mean, min and max over n (``summary``), at
+    the largest n against the Monte-Carlo rule bound (``at_largest``), and by n against it (``rule``)."""
+    from mislib.studies.findings import Conclusions
+
+    summary = agreement.groupby(["ground_truth", "indicator"])["agreement"].agg(["mean", "min", "max"])
+    largest = int(agreement.sample_size.max())
+    at_largest = agreement[(agreement.sample_size == largest) & (agreement.ground_truth == "mc_rule_lower_bound")]
+    at_largest = at_largest.set_index("indicator")[["agreement", "p_value", "n_quantizers"]]
+    rule = agreement[agreement.ground_truth == "mc_rule_lower_bound"].pivot(index="indicator", columns="sample_size",
+                                                                            values="agreement")
+    lines = ["agreement over sample sizes (mean, min, max):", summary.round(2).to_string(),
+             f"\nat n = {largest}, vs the Monte-Carlo rule bound:", at_largest.round(3).to_string(),
+             "\nvs the rule bound, by sample size:", rule.round(2).to_string()]
+    return Conclusions({"summary": summary, "at_largest": at_largest, "rule": rule, "largest": largest}, lines)
+
+
+def cost_table(table: pd.DataFrame, se_table: pd.DataFrame, *, n_bootstrap_ci: int, n_bootstrap_se: int):
+    """Median seconds and model fits of each estimate of notebook 04, and how many times the indicator's time the
+    Monte-Carlo ground truth costs (``(table, ratio)``)."""
+    fits = int(table["mc_model_fits"].iloc[0])
+    cost = pd.DataFrame({
+        "estimate": ["indicator (sandwich)", "indicator bootstrap interval", "standard errors by bootstrap",
+                     "Monte-Carlo Delta_n (retrainings)", "attacks (reuse the retrainings)"],
+        "seconds (median)": [table["indicator_seconds"].median(), table["indicator_ci_seconds"].median(),
+                             se_table["bootstrap_seconds"].median(), table["mc_seconds"].median(),
+                             table["attack_seconds"].median()],
+        "model fits": [1, n_bootstrap_ci, n_bootstrap_se, fits, fits]})
+    return cost, float(table["mc_seconds"].median() / table["indicator_seconds"].median())
