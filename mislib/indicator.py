@@ -105,29 +105,11 @@ class IndicatorResult:
               "log_p_flip_with_scale": "log_p_exit_with_scale", "delta_bound": "delta_estimate",
               "delta_bound_with_scale": "delta_estimate"}
 
-    @property
-    def p_flip(self):
-        return self.p_exit
-
-    @property
-    def p_flip_with_scale(self):
-        return self.p_exit_with_scale
-
-    @property
-    def log_p_flip(self):
-        return self.log_p_exit
-
-    @property
-    def log_p_flip_with_scale(self):
-        return self.log_p_exit_with_scale
-
-    @property
-    def delta_bound(self):
-        return self.delta_estimate
-
-    @property
-    def delta_bound_with_scale(self):
-        return self.delta_estimate
+    def __getattr__(self, name):
+        # the mislib 0.1 names (p_flip, delta_bound, ...) read the fields that replaced them
+        if name in IndicatorResult.LEGACY:
+            return getattr(self, IndicatorResult.LEGACY[name])
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def as_row(self) -> dict:
         """The scalar fields (and confidence intervals as ``<name>_low`` / ``<name>_high``) for a table; the

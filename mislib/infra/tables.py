@@ -339,6 +339,14 @@ def _read_cached(name: str, config: dict, directory: Path | None, modules) -> pd
     return table
 
 
+def _valid_cache(name: str, config: dict, directory: Path | None, modules) -> pd.DataFrame | None:
+    """The cached table when it is valid for ``config`` and ``modules``, else None."""
+    try:
+        return _read_cached(name, config, directory, modules)
+    except CacheMiss:
+        return None
+
+
 def cached_table(name: str, config: dict, compute: Callable[[], pd.DataFrame], *, seeds: Iterable[int] = (),
                  refresh: bool = False, directory: Path | None = None,
                  modules: Iterable[str] | None = None) -> pd.DataFrame:
@@ -348,11 +356,9 @@ def cached_table(name: str, config: dict, compute: Callable[[], pd.DataFrame], *
     (``dependencies_of``). A published table in data/results/ counts as a valid cache for every run."""
     _check_name(name), _check_config(config)
     modules = _modules_key(modules) if modules is not None else dependencies_of(compute)
-    if not refresh:
-        try:
-            return _read_cached(name, config, directory, modules)
-        except CacheMiss:
-            pass
+    cached = None if refresh else _valid_cache(name, config, directory, modules)
+    if cached is not None:
+        return cached
     start = time.perf_counter()
     table = _check_frame(compute(), f"compute() for {name!r}")
     written = write_table(name, table, config, seeds=seeds, wall_time_s=time.perf_counter() - start,
@@ -383,11 +389,9 @@ def cached_grid(name: str, configs: list[dict], compute_rows: Callable[[dict], p
     shared = dict(_check_config(shared or {}, "shared"))
     full = {"grid": configs, "shared": shared}
     modules = _modules_key(modules) if modules is not None else dependencies_of(compute_rows)
-    if not refresh:
-        try:
-            return _read_cached(name, full, directory, modules)
-        except CacheMiss:
-            pass
+    cached = None if refresh else _valid_cache(name, full, directory, modules)
+    if cached is not None:
+        return cached
     point_dir = cache_dir() / "grid" / name
     version = code_version(modules)
     start = time.perf_counter()
