@@ -214,8 +214,10 @@ def test_a_widget_redraws_its_figure(browser, lab):
         pytest.skip("no ipywidgets slider in notebooks 02 or 03 yet (the widgets are added by another branch)")
     slider = sliders.first
     slider.scroll_into_view_if_needed()
-    cell = slider.locator("xpath=ancestor::div[contains(@class,'jp-Cell')][1]")
-    image = cell.locator(".jp-OutputArea img").first
+    # the cell itself (class token jp-Cell, not jp-Cell-outputArea & co.), and in it the widget's image: the static
+    # figure drawn before the controls is another <img> and never changes
+    cell = slider.locator("xpath=ancestor::div[contains(concat(' ', normalize-space(@class), ' '), ' jp-Cell ')][1]")
+    image = cell.locator(".jp-OutputArea img.widget-image").first
 
     def figure() -> str:
         return image.get_attribute("src") or "" if image.count() else ""
