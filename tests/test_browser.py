@@ -272,7 +272,7 @@ def test_every_book_page_loads_offline_with_images_links_and_maths(browser, book
     console = []
     page.on("console", lambda message: console.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: console.append(str(error)))
-    typeset = 0
+    typeset, theory_maths = 0, 0
     for name in pages:
         console.clear()
         page.goto(book + name, wait_until="load")
@@ -281,6 +281,7 @@ def test_every_book_page_loads_offline_with_images_links_and_maths(browser, book
             page.wait_for_function(f"() => document.querySelectorAll('mjx-container').length >= {maths}",
                                    timeout=30_000)
             typeset += 1
+            theory_maths = maths if name == "docs/THEORY.html" else theory_maths
         broken = page.evaluate("() => [...document.images].filter(i => !i.complete || i.naturalWidth === 0)"
                                ".map(i => i.src)")
         links = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.href)")
@@ -299,3 +300,4 @@ def test_every_book_page_loads_offline_with_images_links_and_maths(browser, book
     assert not outside, f"the book requested resources outside 127.0.0.1 (it must work offline): {outside[:5]}"
     assert not problems, problems[:20]
     assert typeset >= 4, f"maths typeset on only {typeset} pages"
+    assert theory_maths >= 100, f"docs/THEORY.md: only {theory_maths} formulas typeset (its maths must be $...$)"
