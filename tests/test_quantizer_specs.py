@@ -71,4 +71,6 @@ def test_factorial_stored_bits_count_the_sparse_index(gaussian):
     assert bits["int8 z90"] == pytest.approx(1 + 0.1 * 8, abs=0.01)
     assert bits["int4 z50"] == pytest.approx(1 + 0.5 * 4, abs=0.01)
     assert bits["fp32 z95"] == pytest.approx(1 + 0.05 * 64, abs=0.01)   # float64 weights here
-    assert bits["tern z95"] == pytest.approx(math.log2(3))                # dense ternary codes
+    assert bits["tern z95"] == pytest.approx(1 + 0.05, abs=0.01)           # zero mask + a sign bit per nonzero
+    assert bits["tern z50"] == pytest.approx(1.5, abs=0.01)               # the sparse layout wins above 41.5% zeros
+    assert build_quantizers([("t", "ternary_absmean", {})])["t"].bits_per_weight(gaussian) == pytest.approx(math.log2(3))

@@ -24,8 +24,11 @@ class ScaledTernary(DataDependentQuantizer):
         return float32_scale(w.detach().to(torch.float64).abs().mean())
 
     def bits_per_weight(self, w):
+        """Stored bits per weight: ``log2(levels)`` dense, or for ternary the cheaper sparse layout, a 1-bit
+        zero mask plus a sign bit per nonzero weight (``1 + (1 - sparsity)``), as pruning counts its mask."""
         check_tensor("w", w)
-        return math.log2(self.levels)
+        dense = math.log2(self.levels)
+        return dense if self.levels < 3 else min(dense, 2.0 - self.sparsity(w))
 
     def storage(self, w):
         check_tensor("w", w)
