@@ -72,6 +72,8 @@ def test_factorial_changes_refuses_incomplete_tables():
         bs.factorial_changes(no_identity)
     with pytest.raises(ValueError, match="by"):
         bs.factorial_changes(table, by=["target"])
+    with pytest.raises(ValueError, match="does not identify a configuration"):
+        bs.factorial_changes(table, by=["task"])          # task "a" has two seeds
     # the configuration columns are found, or taken as given
     assert bs.configuration_columns(table) == ["task", "seed"]
     assert len(bs.factorial_changes(table, by=["task", "seed"])) == 3 * len(DESIGN)

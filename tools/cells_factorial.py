@@ -70,7 +70,7 @@ change of the best attack's AUC (left) and of the indicator's ranking score (rig
 each number, the stored bits per weight (pruning mask included)."""),
     ("code", """from mislib.studies import bits_sparsity
 
-FACTORIAL_BY = [c for c in ("task", "embedder", "seed", "target") if c in table.columns]
+FACTORIAL_BY = list(dict.fromkeys(c for c in (*study.CONFIGURATION, "target") if c in table.columns))
 fig = bits_sparsity.plot_bits_sparsity(table, by=FACTORIAL_BY, title="molecular heads")
 savefig(fig, "molecular_bits_sparsity")"""),
     ("code", """factorial_found = bits_sparsity.conclusions(table, by=FACTORIAL_BY)

@@ -123,7 +123,8 @@ def factorial_changes(table: pd.DataFrame, by=None, specs=FACTORIAL_SPECS) -> pd
     Raises
     ------
     ValueError
-        If a release of the design is absent from the table, or a configuration lacks its identity release.
+        If a release of the design is absent from the table, a configuration lacks its identity release, or
+        ``by`` does not identify a configuration (a release measured twice within one).
     """
     by = configuration_columns(table, by)
     design = factorial_design(study_specs(specs))
@@ -134,6 +135,9 @@ def factorial_changes(table: pd.DataFrame, by=None, specs=FACTORIAL_SPECS) -> pd
     for outcome, (method, measurement) in OUTCOMES.items():
         part = table[(table["method"] == method) & (table["measurement"] == measurement)
                      & table["quantizer"].isin(design["label"])]
+        if part.duplicated([*by, "quantizer"]).any():
+            raise ValueError(f"by: {by} does not identify a configuration (several {method}/{measurement} rows "
+                             "for one release); pass every column that does")
         frames.append(part.set_index([*by, "quantizer"])["value"].rename(outcome))
     wide = pd.concat(frames, axis=1).reset_index()
     reference = wide[wide["quantizer"] == REFERENCE]
