@@ -439,8 +439,8 @@ def plot_bits_sparsity(table: pd.DataFrame, by=None, specs=FACTORIAL_SPECS, titl
         ax.set_xticks(range(len(levels)), [f"{100 * s:.0f}%" for s in levels])
         ax.set_yticks(range(len(widths)), [_bits_label(b) for b in widths])
         ax.set_xlabel("fraction of zeros (pruned before quantizing)")
-        ax.set_ylabel("nominal bits of the value grid")
         fig.colorbar(image, ax=ax, label=label, shrink=0.85)
+    axes[0].set_ylabel("nominal bits of the value grid")
     axes[0].set_title("best attack (lower = more private)", fontsize=10)
     axes[1].set_title("indicator (higher = more private)", fontsize=10)
     if title:
