@@ -229,8 +229,9 @@ def conclusions(table: pd.DataFrame, confidence: float = 0.95) -> dict:
 
 def _interval(triple) -> str:
     slope, low, high = triple
-    return "undefined (fewer than two sizes with measurable leakage)" if not np.isfinite(slope) else \
-        f"{slope:.2f} [{low:.2f}, {high:.2f}]"
+    if not np.isfinite(slope):
+        return "undefined (fewer than two sizes with measurable leakage)"
+    return f"{slope:.2f} [{low:.2f}, {high:.2f}]" if np.isfinite(low) else f"{slope:.2f} (no interval)"
 
 
 def conclusions_text(found: dict) -> str:
