@@ -56,8 +56,8 @@ savefig(fig, "molecular_privacy_vs_n")"""),
     ("markdown", """Left: the held-out advantage (mean over targets and seeds, two standard errors), the grey band the 95%
 permutation null of that mean (its upper edge), the dotted line what the in-sample maximum returns with no
 leakage at all, the dashed line an $n^{-1/2}$ slope through the first unquantized point. Middle: $AUC - 0.5$.
-Right: the indicator's ranking score, from each target alone. The slopes, with 95% intervals (inflated by the
-fit's own scatter when it exceeds the standard errors):"""),
+Right: the indicator's ranking score, from each target alone (the unquantized release scores 0, off the log
+axis). The slopes, with 95% intervals (inflated by the fit's own scatter when it exceeds the standard errors):"""),
     ("code", """pvn_slopes = pvn_read.slopes(pvn_summary)
 pvn_slopes[["quantizer", "advantage_slope", "advantage_low", "advantage_high", "auc_slope", "auc_low", "auc_high",
             "max_advantage_slope", "ranking_score_slope", "exits_fraction_at_largest_n",
@@ -95,7 +95,7 @@ def insert(path: Path) -> bool:
     new = [nbformat.v4.new_markdown_cell(source) if kind == "markdown" else nbformat.v4.new_code_cell(source)
            for kind, source in CELLS]
     nb.cells[where[0]:where[0]] = new
-    nbformat.write(nb, path)
+    path.write_text(nbformat.writes(nb) + "\n")     # the normal form of mislib.infra.notebooks
     return True
 
 
