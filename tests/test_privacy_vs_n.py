@@ -153,8 +153,8 @@ def toy_table():
     Xp, yp = _toy_pool(200, seed=9)
     tables = []
     for n in (40, 80):
-        part = P.measure_point(X, y, Xp, yp, n=n, seed=0, quantizers=QUANTIZERS, n_iter=150, n_models=6,
-                               n_permutations=20)
+        part = P.measure_point(X, y, Xp, yp, n=n, seed=0, quantizers=QUANTIZERS, n_iter=150, n_models=8,
+                               n_targets=4, n_permutations=20)
         part.insert(0, "n", n)
         part.insert(1, "seed", 0)
         tables.append(part)
@@ -164,8 +164,8 @@ def toy_table():
 def test_measure_point_rows(toy_table):
     part = toy_table[toy_table["n"] == 40]
     attack = part[part["method"] == "attack"]
-    assert set(attack["target"]) == set(range(6))
-    assert len(attack) == 6 * 3 * 3                     # targets x quantizers x (auc, max, held-out)
+    assert set(attack["target"]) == set(range(4))        # the first n_targets of the 8 models
+    assert len(attack) == 4 * 3 * 3                     # targets x quantizers x (auc, max, held-out)
     assert attack.loc[attack["measurement"] == "auc", "value"].between(0, 1).all()
     held = attack[attack["measurement"] == "advantage_heldout"]["value"].to_numpy()
     maxima = attack[attack["measurement"] == "advantage_max"]["value"].to_numpy()
@@ -183,13 +183,13 @@ def test_measure_point_rows(toy_table):
 
 def test_summary_and_conclusions_of_a_toy_table(toy_table):
     summary = S.summarise(toy_table)
-    assert len(summary) == 2 * 3 and (summary["n_targets"] == 6).all()
+    assert len(summary) == 2 * 3 and (summary["n_targets"] == 4).all()
     assert (summary["null_low"] < summary["null_high"]).all()
     assert np.allclose(summary["excess"], summary["advantage_heldout"] - summary["null_mean"])
     fitted = S.slopes(summary)
     assert set(fitted["quantizer"]) == {q[0] for q in QUANTIZERS}
     found = S.conclusions(toy_table)
-    assert found["sizes"] == [40, 80] and found["n_targets"] == 6
+    assert found["sizes"] == [40, 80] and found["n_targets"] == 4
     assert found["max_bias_at_smallest_n"] > abs(found["heldout_null_at_smallest_n"])
     assert "held-out advantage" in S.conclusions_text(found)
 
@@ -200,6 +200,8 @@ def test_bad_inputs_raise_clear_errors():
         P.measure_point(X, y, X, y, n=60, seed=0, quantizers=QUANTIZERS)
     with pytest.raises(ValueError, match="n_models must be even"):
         P.measure_point(X, y, X, y, n=20, seed=0, quantizers=QUANTIZERS, n_models=7)
+    with pytest.raises(ValueError, match="n_targets \\(8\\) cannot exceed n_models \\(6\\)"):
+        P.measure_point(X, y, X, y, n=20, seed=0, quantizers=QUANTIZERS, n_models=6, n_targets=8)
     with pytest.raises(ValueError, match="binary class labels"):
         P.measure_point(X, y + 1, X, y, n=20, seed=0, quantizers=QUANTIZERS)
     assert P.resolve_size("full", 101) == 50
@@ -212,6 +214,7 @@ def test_bad_inputs_raise_clear_errors():
 def test_presets_name_the_same_keys_and_the_paper_grid_reaches_the_full_pool():
     smoke, paper = P.preset_sizes("smoke"), P.preset_sizes("paper")
     assert set(smoke) == set(paper)
-    assert paper["sizes"][0] == 250 and paper["sizes"][-1] == "full" and paper["n_models"] >= 16
+    assert paper["sizes"][0] == 250 and paper["sizes"][-1] == "full" and paper["n_targets"] >= 16
+    assert paper["n_models"] >= 4 * paper["n_targets"]     # references: many more than targets (module notes)
     settings = P.settings_for(paper)
     assert set(settings) == set(P.SETTING_KEYS) and settings["n_features"] == 32

@@ -31,10 +31,13 @@ featurisation (MACCS, 32 components), and six releases spanning the cases: ident
 the same 4-bit grid with a **public** step (from a head trained on the reference molecules, which are public by
 construction: they only fit the featurisation), ternary at 90% zeros, sign and 90% pruning.
 
-**Design** (`mislib.studies.privacy_vs_n`). At each $n$ and seed, 16 heads are trained in one batched fit on
-complementary random halves of $2n$ molecules; each head in turn is the target of LiRA online (pooled variance),
-the other heads except its complementary partner being its references. Every number below is an average over
-targets and seeds, with the spread shown.
+**Design** (`mislib.studies.privacy_vs_n`). At each $n$ and seed, 64 heads are trained in one batched fit on
+complementary random halves of $2n$ molecules; 16 of them in turn are the target of LiRA online (pooled
+variance), with the 62 others (all but its complementary partner) as references, 31 IN and 31 OUT for every
+molecule. That many references, because LiRA estimates each molecule's IN and OUT means from them: once a
+molecule's effect on the model is smaller than that estimation noise, a fixed number of references makes the
+attack's advantage fall faster than the leakage itself. Every number below is an average over targets and
+seeds (three), with the spread shown.
 
 **Why not the maximum of $|TPR - FPR|$.** The usual advantage picks the best threshold on the very examples it is
 measured on. With nothing to find it still returns about $0.87\\sqrt{{2/n}}$ (the Kolmogorov-Smirnov statistic),
@@ -53,34 +56,40 @@ pvn_summary[["quantizer", "n", "n_targets", "advantage_heldout", "advantage_held
              "advantage_max", "null_max_mean", "auc", "ranking_score", "significant"]].round(4)"""),
     ("code", """fig = pvn_read.plot_privacy_vs_n(pvn_summary, order=[q[0] for q in pvn.QUANTIZERS])
 savefig(fig, "molecular_privacy_vs_n")"""),
-    ("markdown", """Left: the held-out advantage (mean over targets and seeds, two standard errors), the grey band the 95%
-permutation null of that mean (its upper edge), the dotted line what the in-sample maximum returns with no
+    ("markdown", """Left: the held-out advantage (mean over targets and seeds, two standard errors), the grey band
+the 95% permutation null of that mean (its upper edge), the dotted line what the in-sample maximum returns with no
 leakage at all, the dashed line an $n^{-1/2}$ slope through the first unquantized point. Middle: $AUC - 0.5$.
 Right: the indicator's ranking score, from each target alone (the unquantized release scores 0, off the log
 axis). The slopes, with 95% intervals (inflated by the fit's own scatter when it exceeds the standard errors):"""),
     ("code", """pvn_slopes = pvn_read.slopes(pvn_summary)
-pvn_slopes[["quantizer", "advantage_slope", "advantage_low", "advantage_high", "auc_slope", "auc_low", "auc_high",
-            "max_advantage_slope", "ranking_score_slope", "exits_fraction_at_largest_n",
+pvn_slopes[["quantizer", "advantage_slope", "advantage_low", "advantage_high", "auc_slope", "auc_low",
+            "auc_high", "max_advantage_slope", "ranking_score_slope", "exits_fraction_at_largest_n",
             "advantage_slope_minus_identity", "difference_low", "difference_high"]].round(3)"""),
     ("code", """pvn_found = pvn_read.conclusions(pvn_table)
 display(Markdown(pvn_read.conclusions_text(pvn_found)))
-# at every preset: shuffled labels give a held-out advantage near 0 and an in-sample maximum well above it
+# every preset: with shuffled labels the held-out advantage is near 0, the in-sample maximum well above it
 assert abs(pvn_found["heldout_null_at_smallest_n"]) < pvn_found["max_bias_at_smallest_n"] / 5
-assert pvn_found["slopes"]["identity"][0] == pvn_slopes.set_index("quantizer").loc["identity", "advantage_slope"]
 if PRESET == "paper":   # the design stated above, then what the table says
-    assert (pvn_sizes["n_models"], pvn_sizes["n_permutations"], pvn_found["sizes"][-1]) == (16, 200, 2341)
+    design = [pvn_sizes[k] for k in ("n_models", "n_targets", "n_permutations")] + pvn_found["sizes"][-1:]
+    assert design == [64, 16, 200, 2341]
     assert pvn_found["identity_max_slope"] > pvn_found["slopes"]["identity"][0]   # the biased maximum is flatter
-    assert pvn_found["slopes"]["identity"][2] < -0.5            # falls faster than n^-1/2 over 250-2,341 molecules
-    assert pvn_found["public_grid_faster"] is False             # the fixed grid's slope is not distinguishably steeper
+    assert pvn_found["slopes"]["identity"][2] < -0.5      # falls faster than n^-1/2 over 250-2,341 molecules
+    assert all(low <= -0.5 <= high for _, low, high in pvn_found["unmeasured_max_slopes"].values())
+    assert pvn_found["public_grid_faster"] is False       # the fixed grid is not distinguishably faster ...
     assert pvn_found["exits_fraction_at_largest_n"][pvn.PUBLIC_GRID] > 0.2   # ... nor predicted to be
-    assert pvn_found["indicator_matches_attack"] == 1.0 and pvn_found["rate_tau"] > 0 and pvn_found["level_tau"] > 0.5"""),
-    ("markdown", """**Reading it.** The honest measure matters: the in-sample maximum's no-leakage floor is of the same size as
-the leakage of the aggressive releases, and it flattens every slope toward $-1/2$. With the held-out advantage,
-the releases that publish a float and still leak fall at rates that cannot be told apart from the unquantized
-head's, and so does the public grid: at these sizes the indicator expects a large share of its weights to leave
-their cells (the exponential regime needs every weight many standard errors from a boundary, far beyond
-2,341 molecules for a 137-weight head), and the attack agrees. The 90% sparse releases leak too little to
-measure at any size, so their slopes are noise, as the intervals say."""),
+    assert pvn_found["indicator_matches_attack"] == 1 and min(pvn_found["rate_tau"], pvn_found["level_tau"]) > 0"""),
+    ("markdown", """**Reading it.** The honest measure matters: for the 90% sparse releases the in-sample maximum is its
+own no-leakage floor, and that floor falls like $n^{-1/2}$, exactly the rate a float release is expected to leak at;
+read naively, it would be taken for leakage. With the held-out advantage those releases leak nothing measurable
+at any size, and their slopes are noise, as the intervals say. The quantized releases that do leak (the two
+4-bit grids, sign) fall at rates that cannot be told apart from the unquantized head's, which is steeper
+than $n^{-1/2}$ over this range, which is short of the asymptotic regime of a 137-weight head and where each
+molecule's effect is already small against the references' estimation noise. The public grid does **not**
+fall faster: at these sizes the indicator expects a large share of its weights to leave their cells (the
+exponential regime needs every weight many standard errors from a boundary, far beyond 2,341 molecules), and the
+attack agrees. The indicator's ranking score largely orders the releases by their level of leakage, and among
+those that leak, by their rates of fall (Kendall's tau above), but those rates differ by less than the intervals
+resolve."""),
 ]
 
 

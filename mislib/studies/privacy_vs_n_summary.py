@@ -219,6 +219,9 @@ def conclusions(table: pd.DataFrame, confidence: float = 0.95) -> dict:
         "rate_tau": float(rate_tau),
         "level_tau": float(np.nanmean(level_tau)),
         "identity_max_slope": None if identity is None else float(identity["max_advantage_slope"]),
+        # releases whose leakage is not measurable: the slope of their in-sample maximum is that of its bias
+        "unmeasured_max_slopes": {q: (row["max_advantage_slope"], row["max_advantage_low"], row["max_advantage_high"])
+                                  for q, row in fitted.iterrows() if len(significant[q]) < 2},
         "ranking_score_slopes": {q: (row["ranking_score_slope"], row["ranking_score_low"],
                                      row["ranking_score_high"]) for q, row in fitted.iterrows() if q != REFERENCE},
         "exits_fraction_at_largest_n": {q: float(row["exits_fraction_at_largest_n"])
@@ -261,6 +264,11 @@ def conclusions_text(found: dict) -> str:
         lines.append(f"- {q}: slope {_interval(triple)}, {verdict}; the indicator "
                      f"{'predicts' if found['indicator_predicts_faster'][q] else 'does not predict'} a faster "
                      f"fall (ranking-score slope {_interval(found['ranking_score_slopes'][q])}).")
+    unmeasured = found["unmeasured_max_slopes"]
+    if unmeasured:
+        lines.append("- Where nothing measurable leaks, the in-sample maximum still falls, with slope "
+                     + "; ".join(f"{_interval(t)} ({q})" for q, t in unmeasured.items())
+                     + ": the rate of its bias, which would read as leakage falling like n^-1/2.")
     if public is not None:
         lines.append(f"- At the largest n the indicator expects {public:.0%} of the public grid's weights to leave "
                      f"their cell: the fixed grid is far from its exponential regime at these sizes.")
