@@ -241,14 +241,14 @@ def conclusions_text(found: dict) -> str:
     """The conclusions as sentences (every number from ``conclusions``)."""
     public = found["exits_fraction_at_largest_n"].get(PUBLIC_GRID)
     lines = [
-        f"- With no leakage (shuffled membership labels), the in-sample max |TPR - FPR| averages "
-        f"{found['max_bias_at_smallest_n']:.3f} at n = {found['sizes'][0]}, the held-out advantage "
-        f"{found['heldout_null_at_smallest_n']:+.3f}: the maximum is biased, the held-out value is not.",
-        f"- The unquantized head's excess held-out advantage falls with slope "
-        f"{_interval(found['slopes'][REFERENCE])} in log n "
-        f"({'consistent' if found['identity_consistent_with_half'] else 'not consistent'} with -1/2 over "
-        f"n = {found['sizes'][0]}-{found['sizes'][-1]}); AUC - 0.5: {_interval(found['auc_slopes'][REFERENCE])}; "
-        f"the uncorrected in-sample maximum would give {found['identity_max_slope']:.2f}.",
+        (f"- With no leakage (shuffled membership labels), the in-sample max |TPR - FPR| averages "
+         f"{found['max_bias_at_smallest_n']:.3f} at n = {found['sizes'][0]}, the held-out advantage "
+         f"{found['heldout_null_at_smallest_n']:+.3f}: the maximum is biased, the held-out value is not."),
+        (f"- The unquantized head's excess held-out advantage falls with slope "
+         f"{_interval(found['slopes'][REFERENCE])} in log n "
+         f"({'consistent' if found['identity_consistent_with_half'] else 'not consistent'} with -1/2 over "
+         f"n = {found['sizes'][0]}-{found['sizes'][-1]}); AUC - 0.5: {_interval(found['auc_slopes'][REFERENCE])}; "
+         f"the uncorrected in-sample maximum would give {found['identity_max_slope']:.2f}."),
     ]
     for q, triple in found["slopes"].items():
         if q == REFERENCE:
