@@ -95,13 +95,32 @@ def _recompute_synthetic_ranking(config):
 
 
 def _recompute_molecular(config):
+    """The smallest task's cheapest embedder, target 0 only and the study's main quantizers: a shadow playing the
+    target, and every other release, are computed the same way from the same trained models (tests/test_audit.py
+    checks that target 0's rows do not depend on n_targets)."""
     from mislib.studies import molecular
 
-    shared = config["shared"]
-    sizes = shared["n_molecules"]
+    shared = dict(config["shared"])
+    main = {spec[0] for spec in molecular.STUDY_QUANTIZERS}
+    shared.update(n_targets=1, quantizers=[q for q in shared["quantizers"] if q[0] in main])
+    order = {"freesolv": 0, "b3db_regression": 1, "solubility": 2, "b3db_classification": 3}
     points = [p for p in config["grid"] if p["embedder"] in ("ecfp4", "maccs")] or config["grid"]
-    cheapest = min(points, key=lambda p: (sizes.get(p["task"]) or math.inf, p["embedder"], p["seed"]))
+    cheapest = min(points, key=lambda p: (order.get(p["task"], 9), p["embedder"], p["seed"]))
     return molecular.configuration_rows({**shared, **cheapest, "device": "cpu"})
+
+
+def _recompute_synthetic_bits_sparsity(config):
+    from mislib.studies.synthetic_ranking import synthetic_configuration
+
+    cheapest = min(config["grid"], key=lambda c: (c["sample_size"], c["model"] != "logistic", c["seed"]))
+    return synthetic_configuration({**config["shared"], **cheapest})
+
+
+def _recompute_molecular_privacy_vs_n(config):
+    from mislib.studies import privacy_vs_n
+
+    cheapest = min(config["grid"], key=lambda c: (c["n"] if isinstance(c["n"], int) else math.inf, c["seed"]))
+    return privacy_vs_n.point_rows({**config["shared"], **cheapest})
 
 
 RECOMPUTE = {name[len("_recompute_"):]: function for name, function in globals().items()
@@ -110,7 +129,10 @@ KEYS = {"theory_rates": None, "membership_game": None, "sr_crossover": None,
         "indicator_standard_errors": ["sample_size", "seed", "dataset", "coordinate"],
         "indicator_gaussian_ranking": ["sample_size", "dataset", "estimator"],
         "synthetic_ranking": ["dataset", "model", "quantizer", "sample_size", "seed", "method", "measurement"],
-        "molecular": ["task", "embedder", "seed", "quantizer", "sample_size", "method", "measurement"]}
+        "molecular_privacy_vs_n": ["task", "embedder", "n", "seed", "target", "quantizer", "method", "measurement",
+                                   "permutation"],
+        "synthetic_bits_sparsity": ["dataset", "model", "quantizer", "sample_size", "seed", "method", "measurement"],
+        "molecular": ["task", "embedder", "seed", "target", "quantizer", "sample_size", "method", "measurement"]}
 NOT_COMPARED = ("_seconds", "_model_fits")
 
 
