@@ -104,18 +104,20 @@ HEAD_HIDDEN = {"smoke": 4, "paper": 16}
 
 
 def preset_sizes(preset: str, seed: int = 0) -> dict:
-    """The sizes of the study at a preset. ``smoke``: one seed, 100 molecules per task, 8 features, 4 hidden units,
-    6 shadows, 2 audited models per configuration. ``paper``: one seed (the split), every molecule of every task,
-    32 features, 16 hidden units, 32 shadows and 8 audited models per configuration (the target and 7 shadows in
-    turn: 8 independent training sets; ``run_audit(n_targets=...)``), the uncertainty-averaged indicator instead of
-    bootstrap refits."""
+    """The sizes of the study at a preset. ``smoke``: two tasks and two embedders, one seed, 100 molecules per
+    task, 8 features, 4 hidden units, 6 shadows, 2 audited models per configuration. ``paper``: every task and
+    embedder, one seed (the split), every molecule, 32 features, 16 hidden units, 32 shadows and 8 audited models
+    per configuration (the target and 7 shadows in turn: 8 independent training sets; ``run_audit(n_targets=)``),
+    the uncertainty-averaged indicator instead of bootstrap refits."""
     from mislib.infra.presets import preset_config
 
     return preset_config(
         preset,
-        smoke=dict(seeds=[seed], n_molecules={task: 100 for task in TASKS}, n_features=8, hidden=HEAD_HIDDEN["smoke"],
+        smoke=dict(tasks=["b3db_classification", "freesolv"], embedders=["maccs", "rdkit2d"], seeds=[seed],
+                   n_molecules={task: 100 for task in TASKS}, n_features=8, hidden=HEAD_HIDDEN["smoke"],
                    n_iter=200, n_shadow=6, n_targets=2, n_bootstrap=20, indicator_bootstrap=0),
-        paper=dict(seeds=[seed], n_molecules={task: "all" for task in TASKS}, n_features=32,
+        paper=dict(tasks=list(TASKS), embedders=list(EMBEDDERS), seeds=[seed], n_molecules={task: "all" for task in TASKS},
+                   n_features=32,
                    hidden=HEAD_HIDDEN["paper"], n_iter=500, n_shadow=32, n_targets=8, n_bootstrap=100,
                    indicator_bootstrap=0),
     )
