@@ -219,25 +219,3 @@ def test_presets_name_the_same_keys_and_the_paper_grid_reaches_the_full_pool():
     settings = P.settings_for(paper)
     assert set(settings) == set(P.SETTING_KEYS) and settings["n_features"] == 32
 
-
-def test_cells_script_inserts_the_section_once_before_the_conclusions(tmp_path):
-    import importlib.util
-    import shutil
-
-    import nbformat
-
-    root = P.__file__.rsplit("/mislib/", 1)[0]
-    spec = importlib.util.spec_from_file_location("cells_pvn", f"{root}/tools/cells_pvn.py")
-    cells = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cells)
-    path = tmp_path / "06_molecular_tradeoff.ipynb"
-    shutil.copy(f"{root}/notebooks/06_molecular_tradeoff.ipynb", path)
-    before = len(nbformat.read(path, as_version=4).cells)
-    assert cells.insert(path) is True and cells.insert(path) is False
-    nb = nbformat.read(path, as_version=4)
-    assert len(nb.cells) == before + len(cells.CELLS)
-    start = next(i for i, c in enumerate(nb.cells) if c.source.startswith(cells.HEADING))
-    assert nb.cells[start + len(cells.CELLS)].source.startswith(cells.MARKER)
-    new = nb.cells[start:start + len(cells.CELLS)]
-    assert all(len(c.source.splitlines()) <= 12 and not c.get("outputs") for c in new if c.cell_type == "code")
-    assert any('savefig(fig, "molecular_privacy_vs_n")' in c.source for c in new)
