@@ -486,7 +486,10 @@ def _interval_logprob(low: np.ndarray, high: np.ndarray, mean: np.ndarray, std: 
     with np.errstate(invalid="ignore"):
         log_prob = log_b + log1mexp(log_ndtr(a) - log_b)
     point = low == high
-    width = b - a
+    # the width from the bounds themselves: b - a rounds to 0 for a cell far narrower than its distance to the mean
+    # (a bfloat16 cell of 1e-18 at 1e-16, a standard deviation of 0.3 away)
+    with np.errstate(invalid="ignore"):
+        width = (high - low) / std
     with np.errstate(invalid="ignore"):
         narrow = (width < 1e-5) & ~point
     if point.any() or narrow.any():

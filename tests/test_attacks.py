@@ -238,6 +238,15 @@ def test_interval_logprob_is_accurate_in_the_tails():
     np.testing.assert_allclose(got, [math.log(norm.cdf(2) - norm.cdf(1)), norm.logpdf(1.0, 0, 0.5)])
 
 
+def test_interval_logprob_of_a_tiny_cell_far_from_zero_width():
+    """A bfloat16 cell of width 1.7e-18 at -1.7e-16, 0.7 standard deviations from the mean: (low - mean) / std and
+    (high - mean) / std round to the same float, yet the cell has probability width x density (not 0)."""
+    low, high, mean, std = -1.67834496e-16, -1.66967135e-16, -0.20858141, 0.30149701
+    got = A.gaussian_interval_logprob([low], [high], [mean], [std])
+    want = norm.logpdf((low + high) / 2, mean, std) + math.log(high - low)
+    np.testing.assert_allclose(got, [want], rtol=1e-9)
+
+
 def whitebox_games(cell_of, m=1500, d=20, shift_norm=1.5, seed=0):
     """Play m membership games; returns the attack's scores and the membership labels."""
     rng = np.random.default_rng(seed)
