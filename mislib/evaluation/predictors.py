@@ -167,7 +167,7 @@ def predictor_agreement(table: pd.DataFrame, reference: tuple[str, str] = REFERE
     ...     "value": [0.9, 0.7, 0.5, 8, 4, 2], "value_low": [0.85, 0.65, 0.45] + [np.nan] * 3,
     ...     "value_high": [0.95, 0.75, 0.55] + [np.nan] * 3})
     >>> row = predictor_agreement(table, predictors=[PREDICTORS[3]]).iloc[0]
-    >>> row.predictor, row.n_separated, row.concordant_fraction
+    >>> row.predictor, int(row.n_separated), float(row.concordant_fraction)
     ('fewer bits', 3, 1.0)
     """
     by = _check_table(table, by)
@@ -297,8 +297,10 @@ def partial_spearman(x, y, z) -> float:
 
     Examples
     --------
+    Overall ``x`` and ``y`` rise together, but within each level of ``z`` they run opposite:
+
     >>> round(partial_spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5], [1, 1, 2, 2, 3]), 3)
-    -0.5
+    -1.0
     """
     from scipy.stats import rankdata
 
