@@ -471,7 +471,9 @@ def conclusions(table: pd.DataFrame, *, tolerance: float = 1.0, in_se: bool = Tr
     - ``controlled_*``: the same fraction among pairs whose test performance differs by less than ``tolerance``
       (in standard errors with ``in_se``, else absolute), for the ranking score, the drop and the best baseline;
     - ``partial_*``: the ranking score's partial rank correlation with the attack given the drop, across
-      configurations (mean, sd, count, positives, sign-test p, bootstrap interval of the mean);
+      configurations (mean, sd, count, positives, sign-test p, bootstrap interval of the mean), and the best
+      non-indicator predictor's mean; ``partial_train_loss_*`` the same given the training-loss increase (a damage
+      measure without held-out data and its noise) where the table has it;
     - ``recommend_*``: the most private release by the ranking score within a drop ``budget`` against every
       other predictor within the same budget (hit rate: the attack's own choice; regret in AUC);
     - verdicts: ``indicator_beats_baselines`` (higher fraction than every baseline), ``adds_beyond_drop``
@@ -490,47 +492,65 @@ def conclusions(table: pd.DataFrame, *, tolerance: float = 1.0, in_se: bool = Tr
     for name, row in summary.iterrows():
         found[f"{name}_fraction"] = float(row["concordant_fraction"])
         found[f"{name}_tau"] = float(row["tau_mean"])
-    baselines = summary.drop(index=[n for n in INDICATORS if n in summary.index])
-    found["best_baseline"] = str(baselines["concordant_fraction"].idxmax())
-    found["best_baseline_fraction"] = float(baselines["concordant_fraction"].max())
-    found["best_baseline_tau"] = float(baselines.loc[found["best_baseline"], "tau_mean"])
+    found["best_baseline"], found["best_baseline_fraction"] = _best(summary["concordant_fraction"])
+    found["best_baseline_tau"] = (float(summary.loc[found["best_baseline"], "tau_mean"])
+                                  if found["best_baseline"] else math.nan)
     controlled = utility_controlled(table, [tolerance], in_se=in_se, **options).set_index("predictor")
     found["controlled_pairs"] = int(controlled.loc[INDICATOR, "n_pairs"])
     found["controlled_indicator_fraction"] = float(controlled.loc[INDICATOR, "concordant_fraction"])
     found["controlled_drop_fraction"] = float(controlled.loc[DROP, "concordant_fraction"])
-    rivals = controlled.drop(index=[n for n in INDICATORS if n in controlled.index])["concordant_fraction"]
-    found["controlled_best_baseline"] = str(rivals.idxmax()) if rivals.notna().any() else None
-    found["controlled_best_baseline_fraction"] = float(rivals.max())
-    partials = summarise_partial(partial_correlations(table, **options)).set_index("predictor")
-    partial = partials.loc[INDICATOR]
-    others = partials.drop(index=[n for n in INDICATORS if n in partials.index])
-    found["partial_best_baseline"] = str(others["partial_mean"].idxmax())
-    found["partial_best_baseline_mean"] = float(others["partial_mean"].max())
-    found.update({"partial_mean": float(partial["partial_mean"]), "partial_sd": float(partial["partial_sd"]),
-                  "partial_n": int(partial["n_configurations"]), "partial_positive": int(partial["n_positive"]),
-                  "partial_negative": int(partial["n_negative"]), "partial_p": float(partial["sign_test_p"]),
-                  "partial_low": float(partial["partial_mean_low"]), "partial_high": float(partial["partial_mean_high"]),
-                  "spearman_mean": float(partial["spearman_mean"])})
+    found["controlled_best_baseline"], found["controlled_best_baseline_fraction"] = _best(
+        controlled["concordant_fraction"])
+    found.update(_partial_findings(table, DROP, "partial", options))
+    if "train_loss_increase" in names:      # the same control with the damage measured on the training set
+        try:
+            found.update(_partial_findings(table, "train_loss_increase", "partial_train_loss", options))
+        except ValueError:                  # a table without the baseline rows
+            pass
     picks = recommendation_comparison(table, [budget], **options).set_index("predictor")
     found["recommend_hit"] = float(picks.loc[INDICATOR, "hit_rate"])
     found["recommend_tied"] = float(picks.loc[INDICATOR, "tied_rate"])
     found["recommend_regret"] = float(picks.loc[INDICATOR, "mean_regret"])
     singles = picks.drop(index=[INDICATOR, "random"])
-    found["recommend_best_single"] = str(singles["hit_rate"].idxmax())
-    found["recommend_best_single_hit"] = float(singles["hit_rate"].max())
+    found["recommend_best_single"], found["recommend_best_single_hit"] = _best(singles["hit_rate"], exclude=())
     found["recommend_best_single_regret"] = float(singles.loc[found["recommend_best_single"], "mean_regret"])
-    found["recommend_lowest_regret_single"] = str(singles["mean_regret"].idxmin())
-    found["recommend_lowest_regret"] = float(singles["mean_regret"].min())
+    found["recommend_lowest_regret_single"], lowest = _best(-singles["mean_regret"], exclude=())
+    found["recommend_lowest_regret"] = -lowest
     found["recommend_drop_hit"] = float(picks.loc[DROP, "hit_rate"])
     found["recommend_drop_regret"] = float(picks.loc[DROP, "mean_regret"])
     found["recommend_random_hit"] = float(picks.loc["random", "hit_rate"])
     found["indicator_beats_baselines"] = bool(found[f"{INDICATOR}_fraction"] > found["best_baseline_fraction"])
     found["controlled_decides"] = found["controlled_pairs"] >= MIN_CONTROLLED_PAIRS
-    found["adds_beyond_drop"] = bool(found["partial_low"] > 0 and (
+    found["adds_beyond_drop"] = bool(found["partial_n"] > 0 and found["partial_low"] > 0 and (
         not found["controlled_decides"] or found["controlled_indicator_fraction"] >= found["controlled_drop_fraction"]))
     found["combination_beats_singles"] = bool(found["recommend_hit"] > found["recommend_best_single_hit"]
                                               and found["recommend_regret"] <= found["recommend_lowest_regret"])
     return found
+
+
+def _best(values: pd.Series, exclude=INDICATORS) -> tuple[str | None, float]:
+    """The name (index) with the largest value, leaving out ``exclude``; ``(None, nan)`` when all are NaN."""
+    values = values.drop(index=[n for n in exclude if n in values.index]).dropna()
+    if values.empty:
+        return None, math.nan
+    return str(values.idxmax()), float(values.max())
+
+
+def _partial_findings(table, given: str, prefix: str, options: dict) -> dict:
+    """The ranking score's partial correlation given ``given`` across configurations, and the best
+    non-indicator predictor's mean, under keys starting with ``prefix`` (``conclusions``)."""
+    partials = partial_correlations(table, given=given, **options)
+    if partials.empty:
+        return {f"{prefix}_{k}": math.nan for k in ("mean", "sd", "p", "low", "high")} | {f"{prefix}_n": 0}
+    summary = summarise_partial(partials).set_index("predictor")
+    row = summary.loc[INDICATOR]
+    best, best_mean = _best(summary["partial_mean"])
+    return {f"{prefix}_mean": float(row["partial_mean"]), f"{prefix}_sd": float(row["partial_sd"]),
+            f"{prefix}_n": int(row["n_configurations"]), f"{prefix}_positive": int(row["n_positive"]),
+            f"{prefix}_negative": int(row["n_negative"]), f"{prefix}_p": float(row["sign_test_p"]),
+            f"{prefix}_low": float(row["partial_mean_low"]), f"{prefix}_high": float(row["partial_mean_high"]),
+            f"{prefix}_spearman_mean": float(row["spearman_mean"]),
+            f"{prefix}_best_baseline": best, f"{prefix}_best_baseline_mean": best_mean}
 
 
 def _tolerance_words(found: dict) -> str:
@@ -564,8 +584,11 @@ def conclusions_text(found: dict) -> str:
         f"{found['partial_mean']:+.2f} (sd {found['partial_sd']:.2f}, 95% bootstrap interval "
         f"[{found['partial_low']:+.2f}, {found['partial_high']:+.2f}]) over {found['partial_n']} configurations, "
         f"positive in {found['partial_positive']} and negative in {found['partial_negative']} (sign test "
-        f"p = {found['partial_p']:.2g}); {found['spearman_mean']:+.2f} without the control; the best baseline given "
-        f"the drop, {found['partial_best_baseline']}, {found['partial_best_baseline_mean']:+.2f}.",
+        f"p = {found['partial_p']:.2g}); {found['partial_spearman_mean']:+.2f} without the control; the best baseline given "
+        f"the drop, {found['partial_best_baseline']}, {found['partial_best_baseline_mean']:+.2f}"
+        + (f"; given the training-loss increase instead, {found['partial_train_loss_mean']:+.2f} "
+           f"[{found['partial_train_loss_low']:+.2f}, {found['partial_train_loss_high']:+.2f}]."
+           if found.get("partial_train_loss_n") else "."),
         f"- Choosing the most private release by the ranking score among those losing at most "
         f"{found['budget']:g} of test performance picks the attack's own choice in {pct(found['recommend_hit'])} of "
         f"the configurations (mean AUC regret {found['recommend_regret']:.3f}; in {pct(found['recommend_tied'])} the "
@@ -581,7 +604,7 @@ def conclusions_text(found: dict) -> str:
                    "survives the control for the drop" + (", and between releases of about the same utility it "
                                                           "orders privacy at least as well as the drop."
                                                           if found["controlled_decides"] else "."))
-    elif found["partial_low"] <= 0:
+    elif not found["partial_low"] > 0:
         verdict = ("So **on this evidence the indicator does not demonstrably know more than the accuracy drop**: "
                    "given the drop, its rank correlation with the attack has an interval that includes 0.")
     else:
