@@ -63,7 +63,8 @@ MOLECULAR = [
                  "the table has it, which of the independently trained targets); the reference is the best attack."),
     ("code", """from mislib.evaluation import predictors
 
-predictor_summary = predictors.summarise_agreement(predictors.predictor_agreement(table), ["task_kind"])
+by_kind = ["task_kind", *predictors.configuration_keys(table)]     # task_kind: a label, one per task
+predictor_summary = predictors.summarise_agreement(predictors.predictor_agreement(table, by=by_kind), ["task_kind"])
 fig = predictors.plot_predictor_agreement(predictor_summary, over="task_kind")
 savefig(fig, "molecular_predictor_agreement")
 predictor_summary.round(3)"""),
