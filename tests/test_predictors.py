@@ -171,6 +171,22 @@ def test_partial_correlations_and_their_summary():
     assert low <= summary.loc["fewer bits", "partial_mean"] <= high
 
 
+def test_clustered_targets_are_resampled_and_counted_whole():
+    partials = pd.DataFrame({"predictor": "ranking_score", "seed": [0, 0, 0, 1, 2], "target": [0, 1, 2, 0, 0],
+                             "spearman": 0.5, "partial": [0.5, 0.5, 0.5, -0.1, 0.2]})
+    flat = P.summarise_partial(partials).iloc[0]
+    assert (flat.n_positive, flat.n_negative, flat.n_clusters) == (4, 1, 5)
+    assert flat.sign_test_p == pytest.approx(0.375)                  # binomial: 4 of 5
+    clustered = P.summarise_partial(partials, cluster=["seed"]).iloc[0]
+    assert (clustered.n_positive, clustered.n_negative, clustered.n_clusters) == (2, 1, 3)
+    assert clustered.sign_test_p == pytest.approx(1.0)
+    assert clustered.partial_mean == pytest.approx(0.32) == flat.partial_mean
+    # resampling whole clusters can draw seed 0 three times: a mean of 0.5 is reachable only then
+    assert clustered.partial_mean_high == pytest.approx(0.5) and clustered.partial_mean_low < 0.2
+    with pytest.raises(ValueError, match="cluster columns"):
+        P.summarise_partial(partials, cluster=["task"])
+
+
 def test_recommend_picks_the_most_private_release_within_the_budget():
     table = audit_table(n_configurations=3, seed=4)
     picks, summary = P.recommend(table, 0.1)

@@ -357,24 +357,38 @@ def partial_correlations(table: pd.DataFrame, *, given: str = DROP, reference: t
     return pd.DataFrame(rows)
 
 
-def summarise_partial(partials: pd.DataFrame, *, n_bootstrap: int = 2000, seed: int = 0) -> pd.DataFrame:
+def summarise_partial(partials: pd.DataFrame, *, cluster: Sequence[str] | None = None, n_bootstrap: int = 2000,
+                      seed: int = 0) -> pd.DataFrame:
     """Per predictor, across configurations: mean, sd and count of the partial correlation (NaNs dropped), how
-    many are positive, the two-sided sign-test p-value (positives against negatives, zeros dropped) and a
-    percentile bootstrap 95% interval of the mean (``n_bootstrap`` resamples of configurations)."""
+    many are positive and negative, the two-sided sign-test p-value and a percentile bootstrap 95% interval of
+    the mean (``n_bootstrap`` resamples).
+
+    ``cluster`` (columns of ``partials``): configurations that share data, e.g. the targets drawn from one pool
+    (all keys but ``target``), are not independent; the bootstrap then resamples whole clusters and the sign test
+    counts the clusters' mean partial correlations (``n_clusters``), so that the evidence is not overstated."""
     from scipy.stats import binomtest
 
     rng = np.random.default_rng(seed)
+    cluster = list(cluster) if cluster else []
+    missing = [c for c in cluster if c not in partials.columns]
+    if missing:
+        raise ValueError(f"cluster columns {missing} are not in the partial-correlation table")
     rows = []
     for name, g in partials.groupby("predictor", sort=False):
-        v = g["partial"].dropna().to_numpy()
-        positive, negative = int((v > 0).sum()), int((v < 0).sum())
+        g = g.dropna(subset=["partial"])
+        v = g["partial"].to_numpy()
+        sums = g.groupby(cluster, sort=True)["partial"].agg(["sum", "count", "mean"]) if cluster else \
+            pd.DataFrame({"sum": v, "count": 1, "mean": v})
+        units = sums["mean"].to_numpy()
+        positive, negative = int((units > 0).sum()), int((units < 0).sum())
         p_sign = binomtest(positive, positive + negative).pvalue if positive + negative else math.nan
-        if len(v) > 1:
-            means = v[rng.integers(0, len(v), size=(n_bootstrap, len(v)))].mean(axis=1)
+        if len(units) > 1:
+            pick = rng.integers(0, len(units), size=(n_bootstrap, len(units)))
+            means = sums["sum"].to_numpy()[pick].sum(axis=1) / sums["count"].to_numpy()[pick].sum(axis=1)
             low, high = np.quantile(means, [0.025, 0.975])
         else:
             low = high = math.nan
-        rows.append({"predictor": name, "n_configurations": int(len(v)),
+        rows.append({"predictor": name, "n_configurations": int(len(v)), "n_clusters": int(len(units)),
                      "spearman_mean": float(g["spearman"].mean()),
                      "partial_mean": float(v.mean()) if len(v) else math.nan,
                      "partial_sd": float(v.std(ddof=1)) if len(v) > 1 else math.nan,
@@ -541,12 +555,18 @@ def _partial_findings(table, given: str, prefix: str, options: dict) -> dict:
     non-indicator predictor's mean, under keys starting with ``prefix`` (``conclusions``)."""
     partials = partial_correlations(table, given=given, **options)
     if partials.empty:
-        return {f"{prefix}_{k}": math.nan for k in ("mean", "sd", "p", "low", "high")} | {f"{prefix}_n": 0}
-    summary = summarise_partial(partials).set_index("predictor")
+        empty = {f"{prefix}_{k}": math.nan for k in ("mean", "sd", "p", "low", "high", "spearman_mean",
+                                                     "best_baseline_mean")}
+        return empty | {f"{prefix}_{k}": 0 for k in ("n", "clusters", "positive", "negative")} | {
+            f"{prefix}_best_baseline": None}
+    by = options["by"] if options["by"] is not None else configuration_keys(table)
+    cluster = [c for c in by if c != "target"] if "target" in by else None
+    summary = summarise_partial(partials, cluster=cluster).set_index("predictor")
     row = summary.loc[INDICATOR]
     best, best_mean = _best(summary["partial_mean"])
     return {f"{prefix}_mean": float(row["partial_mean"]), f"{prefix}_sd": float(row["partial_sd"]),
-            f"{prefix}_n": int(row["n_configurations"]), f"{prefix}_positive": int(row["n_positive"]),
+            f"{prefix}_n": int(row["n_configurations"]), f"{prefix}_clusters": int(row["n_clusters"]),
+            f"{prefix}_positive": int(row["n_positive"]),
             f"{prefix}_negative": int(row["n_negative"]), f"{prefix}_p": float(row["sign_test_p"]),
             f"{prefix}_low": float(row["partial_mean_low"]), f"{prefix}_high": float(row["partial_mean_high"]),
             f"{prefix}_spearman_mean": float(row["spearman_mean"]),
@@ -570,7 +590,9 @@ def conclusions_text(found: dict) -> str:
              f"{pct(found['controlled_indicator_fraction'])} of them as the attack does, the drop "
              f"{pct(found['controlled_drop_fraction'])}, the best other baseline ({found['controlled_best_baseline']}) "
              f"{pct(found['controlled_best_baseline_fraction'])}")
-    if not found["controlled_decides"]:
+    if found["controlled_pairs"] == 0:
+        pairs = "no pair that the attack separates: this test does not decide here"
+    elif not found["controlled_decides"]:
         pairs += f" (fewer than {MIN_CONTROLLED_PAIRS} pairs: this test does not decide here)"
     lines = [
         f"- Over {found['n_configurations']} configurations and {found['n_separated']} pairs of releases that the "
@@ -582,8 +604,10 @@ def conclusions_text(found: dict) -> str:
         f"- **At equal utility** (test performance within {_tolerance_words(found)}): {pairs}.",
         f"- Partial rank correlation of the ranking score with the attack's privacy given the drop: mean "
         f"{found['partial_mean']:+.2f} (sd {found['partial_sd']:.2f}, 95% bootstrap interval "
-        f"[{found['partial_low']:+.2f}, {found['partial_high']:+.2f}]) over {found['partial_n']} configurations, "
-        f"positive in {found['partial_positive']} and negative in {found['partial_negative']} (sign test "
+        f"[{found['partial_low']:+.2f}, {found['partial_high']:+.2f}]) over {found['partial_n']} configurations"
+        + (f" in {found['partial_clusters']} clusters of targets trained on one pool (resampled and counted whole)"
+           if found["partial_clusters"] != found["partial_n"] else "")
+        + f", positive in {found['partial_positive']} and negative in {found['partial_negative']} (sign test "
         f"p = {found['partial_p']:.2g}); {found['partial_spearman_mean']:+.2f} without the control; the best baseline given "
         f"the drop, {found['partial_best_baseline']}, {found['partial_best_baseline_mean']:+.2f}"
         + (f"; given the training-loss increase instead, {found['partial_train_loss_mean']:+.2f} "
@@ -618,10 +642,11 @@ def when_not_to_trust(found: dict) -> str:
     """One sentence for the README's "When not to trust it", with the numbers of ``conclusions``."""
     head = (f"Given the accuracy drop, the ranking score's rank correlation with the best attack averages "
             f"{found['partial_mean']:+.2f} (95% interval [{found['partial_low']:+.2f}, {found['partial_high']:+.2f}], "
-            f"{found['partial_n']} configurations), and between releases whose test performance differs by less than "
-            f"{_tolerance_words(found)} it orders {_pct(found['controlled_indicator_fraction'])} of the "
-            f"{found['controlled_pairs']} pairs the attack separates as the attack does (the drop "
-            f"{_pct(found['controlled_drop_fraction'])})")
+            f"{found['partial_n']} configurations)")
+    if found["controlled_pairs"]:
+        head += (f", and between releases whose test performance differs by less than {_tolerance_words(found)} it "
+                 f"orders {_pct(found['controlled_indicator_fraction'])} of the {found['controlled_pairs']} pairs the "
+                 f"attack separates as the attack does (the drop {_pct(found['controlled_drop_fraction'])})")
     if found["adds_beyond_drop"]:
         return (head + ": it adds to the accuracy drop, but it ranks one model's releases and does not give an "
                 "attack's AUC.")
