@@ -605,7 +605,8 @@ def conclusions_text(found: dict) -> str:
         f"- Partial rank correlation of the ranking score with the attack's privacy given the drop: mean "
         f"{found['partial_mean']:+.2f} (sd {found['partial_sd']:.2f}, 95% bootstrap interval "
         f"[{found['partial_low']:+.2f}, {found['partial_high']:+.2f}]) over {found['partial_n']} configurations"
-        + (f" in {found['partial_clusters']} clusters of targets trained on one pool (resampled and counted whole)"
+        + (f" drawn from {found['partial_clusters']} independent pools (targets of one pool resampled and counted "
+              "as one)"
            if found["partial_clusters"] != found["partial_n"] else "")
         + f", positive in {found['partial_positive']} and negative in {found['partial_negative']} (sign test "
         f"p = {found['partial_p']:.2g}); {found['partial_spearman_mean']:+.2f} without the control; the best baseline given "
@@ -628,6 +629,9 @@ def conclusions_text(found: dict) -> str:
                    "survives the control for the drop" + (", and between releases of about the same utility it "
                                                           "orders privacy at least as well as the drop."
                                                           if found["controlled_decides"] else "."))
+    elif found["partial_low"] != found["partial_low"]:
+        verdict = ("So **this table cannot tell** whether the indicator knows more than the accuracy drop: too few "
+                   "independent configurations for an interval.")
     elif not found["partial_low"] > 0:
         verdict = ("So **on this evidence the indicator does not demonstrably know more than the accuracy drop**: "
                    "given the drop, its rank correlation with the attack has an interval that includes 0.")
