@@ -240,3 +240,40 @@ def test_bad_inputs_raise_clear_errors():
         P.predictor_agreement(table.drop(columns="value"))
     with pytest.raises(ValueError, match="configuration columns"):
         P.configuration_keys(table.drop(columns="model"))
+
+
+@pytest.fixture(scope="module")
+def real_table():
+    """A small real audit (``audit.run_audit``: logistic regression, 8 shadows, 3 of the models as targets)."""
+    import warnings
+
+    from mislib import quantizers as Q
+    from mislib.evaluation import audit
+    from mislib.evaluation.synthetic_data import GaussianMixture
+
+    if "target" not in audit.COLUMNS:
+        pytest.skip("this mislib's audit has no baseline rows and no targets yet")
+    law = GaussianMixture(dim=16, k_modes=2, separation=2.0)
+    X, y = law.sample(64, seed=1)
+    Xt, yt = law.sample(400, seed=2)
+    quantizers = {"identity": Q.get("identity"), "coarse public grid": Q.get("fixed_grid", step=100.0),
+                  "uniform 4-bit": Q.get("uniform", bits=4), "uniform 2-bit": Q.get("uniform", bits=2),
+                  "pruning 50%": Q.get("magnitude_pruning", sparsity=0.5)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return audit.run_audit(X, y, Xt, yt, quantizers, model=audit.ModelSpec(kind="logistic", ridge=1e-4),
+                               n_shadow=8, seed=3, n_bootstrap=50, indicator_bootstrap=4, n_targets=3)
+
+
+def test_on_a_real_audit_the_drop_from_the_test_rows_is_the_stored_one(real_table):
+    assert P.configuration_keys(real_table) == ["model", "sample_size", "seed", "target"]
+    stored = P.release_table(real_table).set_index(["target", "quantizer"])
+    derived = P.release_table(real_table[real_table.measurement != "test_performance_drop"]).set_index(
+        ["target", "quantizer"])
+    np.testing.assert_allclose(derived["test_performance_drop"], stored["test_performance_drop"], atol=1e-9)
+    assert (stored["performance_se"] > 0).any() and stored["standardised_distortion"].notna().all()
+    agreements = P.predictor_agreement(real_table)
+    assert set(agreements.target) == {0, 1, 2}
+    assert set(P.predictor_names()) <= set(agreements.predictor)      # every predictor is in the real table
+    found = P.conclusions(real_table)
+    assert found["n_configurations"] == 3 and found["partial_clusters"] == 1   # three targets of one pool
