@@ -277,3 +277,14 @@ def test_on_a_real_audit_the_drop_from_the_test_rows_is_the_stored_one(real_tabl
     assert set(P.predictor_names()) <= set(agreements.predictor)      # every predictor is in the real table
     found = P.conclusions(real_table)
     assert found["n_configurations"] == 3 and found["partial_clusters"] == 1   # three targets of one pool
+
+
+def test_regret_difference_is_paired_by_configuration():
+    table = audit_table(n_configurations=6, seed=8)
+    ours, _ = P.recommend(table, 0.2)
+    theirs, _ = P.recommend(table, 0.2, "fewer bits")
+    difference = P.regret_difference(table, 0.2, "ranking_score", "fewer bits")
+    assert difference["n"] == 6
+    assert difference["mean"] == pytest.approx((ours.regret - theirs.regret).mean())
+    assert difference["mean"] <= 0 and difference["low"] <= difference["mean"] <= difference["high"]
+    assert P.regret_difference(table, 0.2, "ranking_score", "ranking_score")["high"] == 0
