@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mislib.evaluation import agreement, predictors as P
+from mislib.evaluation import agreement
+from mislib.evaluation import predictors as P
 
 QUANTIZERS = ("identity", "uniform 8-bit", "uniform 4-bit", "uniform 2-bit", "sign", "pruning 90%")
 BITS = {"identity": 64, "uniform 8-bit": 8, "uniform 4-bit": 4, "uniform 2-bit": 2, "sign": 1, "pruning 90%": 7.5}
@@ -28,7 +29,7 @@ def audit_table(n_configurations=4, seed=0, width=0.01, se=0.01, with_baselines=
         auroc = dict(zip(QUANTIZERS, 0.9 - 0.2 * rng.uniform(0, 1, len(QUANTIZERS))))
         auroc["identity"] = 0.95
         for q in QUANTIZERS:
-            def add(method, measurement, value, low=np.nan, high=np.nan):
+            def add(method, measurement, value, low=np.nan, high=np.nan, q=q, c=c):
                 rows.append({"model": "logistic", "quantizer": q, "sample_size": 32, "seed": c, "method": method,
                              "measurement": measurement, "value": value, "value_low": low, "value_high": high})
             add("best_attack", "auc", auc[q], auc[q] - width, auc[q] + width)

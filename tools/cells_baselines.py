@@ -30,18 +30,18 @@ SYNTHETIC = [
     ("markdown", f"## {TITLE}\n\n" + INTRO + "\n\nOn the high-dimensional data set, per model (dot: mean "
                  "over configurations, bar: one sd, cross: pooled fraction)."),
     ("code", """from IPython.display import display
-from mislib.evaluation import predictors
+from mislib.evaluation import predictor_figures, predictors
 
 high_table = table[table.dataset == HIGH]
 predictor_summary = predictors.summarise_agreement(predictors.predictor_agreement(high_table), ["model"])
-fig = predictors.plot_predictor_agreement(predictor_summary, over="model")
+fig = predictor_figures.plot_predictor_agreement(predictor_summary, over="model")
 savefig(fig, "synthetic_predictor_agreement")
 predictor_summary.round(3)"""),
     ("markdown", "**At equal utility.** The fraction of separated pairs ordered as the best attack does, among pairs "
                  "whose test AUROC differs by less than the tolerance (right: no control); then the partial rank "
                  "correlation with the attack given the drop, per predictor across configurations."),
     ("code", """controlled = predictors.utility_controlled(high_table, predictors.DEFAULT_TOLERANCES_SE)
-fig = predictors.plot_utility_controlled(controlled)
+fig = predictor_figures.plot_utility_controlled(controlled)
 savefig(fig, "synthetic_utility_controlled")
 partial = predictors.summarise_partial(predictors.partial_correlations(high_table))
 display(controlled.pivot_table(index="predictor", columns="tolerance", values="concordant_fraction").round(3))
@@ -61,15 +61,15 @@ if PRESET == "paper":   # the answer on the published table (recomputed by tests
 MOLECULAR = [
     ("markdown", f"## {TITLE}\n\n" + INTRO + "\n\nOne configuration is one target (task, embedder, seed and, where "
                  "the table has it, which of the independently trained targets); the reference is the best attack."),
-    ("code", """from mislib.evaluation import predictors
+    ("code", """from mislib.evaluation import predictor_figures, predictors
 
 by_kind = ["task_kind", *predictors.configuration_keys(table)]     # task_kind: a label, one per task
 predictor_summary = predictors.summarise_agreement(predictors.predictor_agreement(table, by=by_kind), ["task_kind"])
-fig = predictors.plot_predictor_agreement(predictor_summary, over="task_kind")
+fig = predictor_figures.plot_predictor_agreement(predictor_summary, over="task_kind")
 savefig(fig, "molecular_predictor_agreement")
 predictor_summary.round(3)"""),
     ("code", """controlled = predictors.utility_controlled(table, predictors.DEFAULT_TOLERANCES_SE)
-fig = predictors.plot_utility_controlled(controlled)
+fig = predictor_figures.plot_utility_controlled(controlled)
 savefig(fig, "molecular_utility_controlled")
 partial = predictors.summarise_partial(predictors.partial_correlations(table))
 display(controlled.pivot_table(index="predictor", columns="tolerance", values="concordant_fraction").round(3))

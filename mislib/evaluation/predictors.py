@@ -8,7 +8,8 @@ about the same test performance, which predictor still orders them as the attack
 correlation of a predictor with the attack given the performance drop; and a recommendation rule (the most
 private release by a predictor within a utility budget) evaluated against the attack's own choice.
 
-It only reads audit tables (``mislib.evaluation.audit.COLUMNS``); no compute function imports it.
+It only reads audit tables (``mislib.evaluation.audit.COLUMNS``); no compute function imports it. Its figures are
+``mislib.evaluation.predictor_figures``.
 """
 
 from __future__ import annotations
@@ -201,11 +202,11 @@ def summarise_agreement(agreements: pd.DataFrame, over: Sequence[str] = ()) -> p
         fractions = g["concordant_fraction"].dropna()
         tau = g["kendall_tau"].fillna(0.0)
         rows.append({**dict(zip(keys, key)), "needs_held_out": bool(g["needs_held_out"].iloc[0]),
-                     "n_configurations": int(len(g)), "n_separated": separated,
+                     "n_configurations": len(g), "n_separated": separated,
                      "concordant_fraction": float(g["concordant"].sum()) / separated if separated else math.nan,
                      "fraction_mean": float(fractions.mean()) if len(fractions) else math.nan,
                      "fraction_sd": float(fractions.std(ddof=1)) if len(fractions) > 1 else math.nan,
-                     "fraction_count": int(len(fractions)),
+                     "fraction_count": len(fractions),
                      "tau_mean": float(tau.mean()), "tau_sd": float(tau.std(ddof=1)) if len(tau) > 1 else math.nan})
     return pd.DataFrame(rows)
 
@@ -283,7 +284,7 @@ def utility_controlled(table: pd.DataFrame, tolerances: Sequence[float] = (1.0,)
             for name in names:
                 votes = close[name].dropna()
                 rows.append({**dict(zip(over, key)), "tolerance": t, "in_se": in_se, "predictor": name,
-                             "n_pairs": int(len(votes)), "concordant": float(votes.sum()),
+                             "n_pairs": len(votes), "concordant": float(votes.sum()),
                              "concordant_fraction": float(votes.mean()) if len(votes) else math.nan})
     return pd.DataFrame(rows)
 
@@ -351,7 +352,7 @@ def partial_correlations(table: pd.DataFrame, *, given: str = DROP, reference: t
             x = part[p.name].to_numpy(float) * (1 if p.higher_is_private else -1)
             y = -part["reference"].to_numpy(float)
             constant = np.ptp(x) == 0 or np.ptp(y) == 0
-            rows.append({**dict(zip(by, key)), "predictor": p.name, "n_releases": int(len(part)),
+            rows.append({**dict(zip(by, key)), "predictor": p.name, "n_releases": len(part),
                          "spearman": math.nan if constant else float(spearmanr(x, y).statistic),
                          "partial": partial_spearman(x, y, part[given].to_numpy(float))})
     return pd.DataFrame(rows)
@@ -394,7 +395,7 @@ def summarise_partial(partials: pd.DataFrame, *, cluster: Sequence[str] | None =
         positive, negative = int((units > 0).sum()), int((units < 0).sum())
         p_sign = binomtest(positive, positive + negative).pvalue if positive + negative else math.nan
         low, high = _bootstrap_interval(sums["sum"].to_numpy(), sums["count"].to_numpy(), rng, n_bootstrap)
-        rows.append({"predictor": name, "n_configurations": int(len(v)), "n_clusters": int(len(units)),
+        rows.append({"predictor": name, "n_configurations": len(v), "n_clusters": len(units),
                      "spearman_mean": float(g["spearman"].mean()),
                      "partial_mean": float(v.mean()) if len(v) else math.nan,
                      "partial_sd": float(v.std(ddof=1)) if len(v) > 1 else math.nan,
@@ -445,10 +446,10 @@ def recommend(table: pd.DataFrame, budget: float, predictor: str = INDICATOR, *,
                      "attack_auc": float(chosen["reference"]), "best_quantizer": best["quantizer"],
                      "best_auc": float(best["reference"]), "regret": float(chosen["reference"] - best["reference"]),
                      "hit": bool(chosen["quantizer"] == best["quantizer"]), "tied": bool(low <= high),
-                     "n_candidates": int(len(g)), "random_auc": float(g["reference"].mean())})
+                     "n_candidates": len(g), "random_auc": float(g["reference"].mean())})
     picks = pd.DataFrame(rows)
     summary = {"predictor": predictor, "budget": budget, "budget_in_se": budget_in_se,
-               "n_configurations": int(len(picks)), "hit_rate": float(picks["hit"].mean()),
+               "n_configurations": len(picks), "hit_rate": float(picks["hit"].mean()),
                "tied_rate": float(picks["tied"].mean()), "mean_regret": float(picks["regret"].mean()),
                "mean_auc": float(picks["attack_auc"].mean()),
                "random_hit_rate": float((1 / picks["n_candidates"]).mean()),
@@ -472,7 +473,7 @@ def regret_difference(table: pd.DataFrame, budget: float, predictor: str, rival:
     sums = units.sum().to_numpy() if cluster else paired["difference"].to_numpy()
     counts = units.count().to_numpy() if cluster else np.ones(len(paired))
     low, high = _bootstrap_interval(sums, counts, np.random.default_rng(seed), n_bootstrap)
-    return {"mean": float(paired["difference"].mean()), "low": low, "high": high, "n": int(len(paired))}
+    return {"mean": float(paired["difference"].mean()), "low": low, "high": high, "n": len(paired)}
 
 
 def recommendation_comparison(table: pd.DataFrame, budgets: Sequence[float] = (0.02,), *,
@@ -610,7 +611,7 @@ def _tolerance_words(found: dict) -> str:
 
 
 def _pct(value: float) -> str:
-    return "n/a" if value != value else f"{100 * value:.0f}%"
+    return "n/a" if math.isnan(value) else f"{100 * value:.0f}%"
 
 
 def conclusions_text(found: dict) -> str:
@@ -662,7 +663,7 @@ def conclusions_text(found: dict) -> str:
                    "survives the control for the drop" + (", and between releases of about the same utility it "
                                                           "orders privacy at least as well as the drop."
                                                           if found["controlled_decides"] else "."))
-    elif found["partial_low"] != found["partial_low"]:
+    elif math.isnan(found["partial_low"]):
         verdict = ("So **this table cannot tell** whether the indicator knows more than the accuracy drop: too few "
                    "independent configurations for an interval.")
     elif not found["partial_low"] > 0:
@@ -688,69 +689,3 @@ def when_not_to_trust(found: dict) -> str:
         return (head + ": it adds to the accuracy drop, but it ranks one model's releases and does not give an "
                 "attack's AUC.")
     return head + ": do not trust it to choose between releases of equal utility beyond what the accuracy drop says."
-
-
-# ------------------------------------------------------------------------------------------------- figures
-
-def plot_predictor_agreement(summary: pd.DataFrame, over: str | None = None, *, title: str = ""):
-    """One figure from ``summarise_agreement``: per predictor (rows), the per-configuration fraction of
-    separated pairs ordered alike (left) and Kendall's tau (right), dot = mean, bar = +- one sd across
-    configurations, a cross = the pooled fraction; one colour per group of ``over`` (a column of ``summary``)."""
-    import matplotlib.pyplot as plt
-
-    groups = [(None, summary)] if over is None else list(summary.groupby(over, sort=True))
-    names = list(dict.fromkeys(summary["predictor"]))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * len(names) + 1.5), sharey=True)
-    width = 0.6 / max(len(groups), 1)
-    for k, (label, g) in enumerate(groups):
-        g = g.set_index("predictor").reindex(names)
-        y = np.arange(len(names)) + (k - (len(groups) - 1) / 2) * width
-        colour = f"C{k}"
-        axes[0].errorbar(g["fraction_mean"], y, xerr=g["fraction_sd"], fmt="o", color=colour, capsize=2,
-                         label=None if label is None else str(label))
-        axes[0].plot(g["concordant_fraction"], y, "x", color=colour)
-        axes[1].errorbar(g["tau_mean"], y, xerr=g["tau_sd"], fmt="o", color=colour, capsize=2)
-    axes[0].set_yticks(np.arange(len(names)), names)
-    axes[0].invert_yaxis()
-    axes[0].axvline(0.5, color="grey", lw=0.8, ls=":")
-    axes[1].axvline(0.0, color="grey", lw=0.8, ls=":")
-    axes[0].set_xlabel("separated pairs ordered as the attack (o mean, x pooled)")
-    axes[1].set_xlabel("Kendall tau with the attack's privacy")
-    if over is not None:
-        axes[0].legend(fontsize=8, loc="lower left")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_utility_controlled(curve: pd.DataFrame, *, predictors: Sequence[str] | None = None, title: str = ""):
-    """The curve of ``utility_controlled`` over tolerances: per predictor, the fraction of separated pairs of
-    near-equal utility ordered as the attack does; an infinite tolerance (no control) is drawn at the right,
-    the number of pairs is written under the axis."""
-    import matplotlib.pyplot as plt
-
-    names = predictors or list(dict.fromkeys(curve["predictor"]))
-    tolerances = sorted(curve["tolerance"].unique())
-    finite = [t for t in tolerances if math.isfinite(t)]
-    position = {t: (t if math.isfinite(t) else (max(finite) * 4 if finite else 1.0)) for t in tolerances}
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for k, name in enumerate(names):
-        g = curve[curve["predictor"] == name].sort_values("tolerance")
-        style = dict(lw=2.5, color="k") if name == INDICATOR else dict(lw=1.2, color=f"C{k}")
-        ax.plot(g["tolerance"].map(position), g["concordant_fraction"], "o-", label=name, **style)
-    counts = curve[curve["predictor"] == names[0]].set_index("tolerance")["n_pairs"]
-    ax.set_xscale("log")
-    ax.set_xticks([position[t] for t in tolerances],
-                  [f"{t:g}\n{counts.get(t, 0)} pairs" if math.isfinite(t) else f"all\n{counts.get(t, 0)} pairs"
-                   for t in tolerances])
-    ax.minorticks_off()
-    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-    unit = "standard errors of the test metric" if bool(curve["in_se"].iloc[0]) else "absolute test metric"
-    ax.set_xlabel(f"tolerance on the test-performance difference ({unit})")
-    ax.set_ylabel("separated pairs ordered as the attack")
-    ax.legend(fontsize=7, ncol=2)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
