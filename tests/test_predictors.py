@@ -289,3 +289,13 @@ def test_regret_difference_is_paired_by_configuration():
     assert difference["mean"] == pytest.approx((ours.regret - theirs.regret).mean())
     assert difference["mean"] <= 0 and difference["low"] <= difference["mean"] <= difference["high"]
     assert P.regret_difference(table, 0.2, "ranking_score", "ranking_score")["high"] == 0
+
+
+def test_a_table_where_the_attack_separates_nothing_still_concludes():
+    table = audit_table(n_configurations=5, seed=9, width=1.0)          # every interval overlaps every other
+    curve = P.utility_controlled(table, [1.0, math.inf]).set_index(["tolerance", "predictor"])
+    assert (curve["n_pairs"] == 0).all() and curve["concordant_fraction"].isna().all()
+    found = P.conclusions(table)
+    assert found["n_separated"] == 0 and found["controlled_pairs"] == 0 and not found["controlled_decides"]
+    assert "this test does not decide here" in P.conclusions_text(found)
+    assert found["partial_mean"] == pytest.approx(1.0)                  # the partial correlation needs no intervals

@@ -246,8 +246,8 @@ def release_pairs(releases: pd.DataFrame, by: Sequence[str], predictors=PREDICTO
         for column, value in zip(by, key if isinstance(key, tuple) else (key,)):
             frame[column] = value
         rows.append(frame)
-    out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
-    return out[by + [c for c in out.columns if c not in by]] if len(out) else out
+    columns = by + ["quantizer_a", "quantizer_b", "performance_gap", "se", *names]
+    return pd.concat(rows, ignore_index=True)[columns] if rows else pd.DataFrame(columns=columns)
 
 
 DEFAULT_TOLERANCES_SE = (0.25, 0.5, 1.0, 2.0, 4.0, math.inf)
