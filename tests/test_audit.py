@@ -207,3 +207,57 @@ def test_deprecated_names_warn_and_give_the_same_numbers(tiny):
     with pytest.warns(DeprecationWarning, match="insertion_influence"):
         old = audit.influence_shifts(module, X, y, Xt[:2], yt[:2], "logistic", ridge=1e-2)
     assert torch.equal(old, audit.insertion_influence(module, X, y, Xt[:2], yt[:2], "logistic", ridge=1e-2))
+
+
+# ------------------------------------------------------------------------------ baselines and many targets
+
+def test_baselines_against_direct_computations(tiny):
+    """The baseline rows (issue 16): identity gives zeros, the performance drop is the AUROC difference, a grid
+    that zeroes every weight raises the training loss, and the test metric's standard error has the size of a
+    400-example AUROC's."""
+    table, (X, y, Xt, yt, quantizers) = tiny
+    for measurement in ("standardised_distortion", "train_loss_increase", "test_performance_drop"):
+        assert _value(table, "identity", "baseline", measurement).value == pytest.approx(0.0, abs=1e-12)
+    coarse = _value(table, "coarse public grid", "baseline", "test_performance_drop").value
+    auroc = {q: _value(table, q, "test", "auroc").value for q in ("identity", "coarse public grid")}
+    assert coarse == pytest.approx(auroc["identity"] - auroc["coarse public grid"], abs=1e-12)
+    # a grid of step 100 sends every weight to 0: the loss rises to log 2 on every example
+    assert _value(table, "coarse public grid", "baseline", "train_loss_increase").value > 0
+    assert _value(table, "uniform 4-bit", "baseline", "standardised_distortion").value > 0
+    se = _value(table, "uniform 4-bit", "baseline", "test_performance_se").value
+    assert 0.0 < se < 0.1       # 400 test examples: the AUROC's standard error is a few hundredths
+
+
+def test_every_model_as_target_keeps_target_zero_and_audits_the_others():
+    """n_targets > 1: the rows of target 0 equal a plain audit's; the shadows as targets have their own members
+    (a different half), a balanced game and their own indicator."""
+    law = GaussianMixture(dim=8, k_modes=2, separation=2.0)
+    X, y = law.sample(60, seed=4)
+    Xt, yt = law.sample(200, seed=5)
+    quantizers = {"identity": Q.get("identity"), "uniform 2-bit": Q.get("uniform", bits=2)}
+    spec = audit.ModelSpec(kind="logistic", ridge=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        many = audit.run_audit(X, y, Xt, yt, quantizers, model=spec, n_shadow=6, seed=1, n_bootstrap=20, n_targets=4)
+        one = audit.run_audit(X, y, Xt, yt, quantizers, model=spec, n_shadow=6, seed=1, n_bootstrap=20)
+    assert sorted(many.target.unique()) == [0, 1, 2, 3] and set(one.target) == {0}
+    keys = ["quantizer", "method", "measurement"]
+    plain = one[one.method != "cost"].set_index(keys)["value"]
+    first = many[(many.target == 0) & (many.method != "cost")].set_index(keys)["value"]
+    pd.testing.assert_series_equal(first.sort_index(), plain.sort_index())
+    scores = many[(many.method == "indicator") & (many.measurement == "ranking_score")
+                  & (many.quantizer == "uniform 2-bit")]
+    assert scores["value"].nunique() == 4      # four different trained models
+    assert set(many.sample_size) == {30}       # every shadow trains on a half of the pool, like the target
+
+
+def test_many_targets_need_enough_shadows():
+    law = GaussianMixture(dim=4, k_modes=2, separation=2.0)
+    X, y = law.sample(40, seed=1)
+    q = {"identity": Q.get("identity")}
+    with pytest.raises(ValueError, match="n_shadow >= 6"):
+        audit.run_audit(X, y, X, y, q, n_shadow=4, n_targets=2)
+    with pytest.raises(ValueError, match="more than the 7 trained models"):
+        audit.run_audit(X, y, X, y, q, n_shadow=6, n_targets=8)
+    with pytest.raises(ValueError, match="attacks_on"):
+        audit.run_audit(X, y, X, y, q, n_shadow=6, n_targets=2, attacks_on=False)

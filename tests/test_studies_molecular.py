@@ -416,6 +416,6 @@ def test_deprecated_indicator_agreement_is_the_evaluation_one():
     table = hand_table()
     with pytest.warns(DeprecationWarning, match="evaluation.agreement"):
         old = study.indicator_agreement(table)
-    new = agreement.indicator_agreement(table, reference=study.LIRA, by=study.CONFIGURATION)
+    new = agreement.indicator_agreement(study.check_table(table), reference=study.LIRA, by=study.CONFIGURATION)
     assert new.set_index("indicator").loc["ranking_score", "n_separated"] > 0
     pd.testing.assert_frame_equal(old, new)

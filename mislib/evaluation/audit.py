@@ -17,8 +17,16 @@ of ``N`` examples:
    loss-threshold attack on the quantized target; the white-box Gaussian attack on the target's cells (below).
 4. **Indicator** ``r_Q^n`` from the target alone (``indicator.indicator_of_model``: sandwich standard errors,
    bootstrap intervals).
-5. **Utility** of the quantized target on held-out test data; **cost** (wall time, model fits) of the
-   indicator and of the shadow-model audit.
+5. **Utility** of the quantized target on held-out test data; **baselines**, what a user has without shadow
+   models (the standardised distortion ``sum_k ((Q(theta)_k - theta_k) / s_k)^2``, the increase of the training
+   loss, the drop of the primary test metric and its bootstrap standard error); **cost** (wall time, model fits)
+   of the indicator and of the shadow-model audit.
+
+Many targets at no extra training (``n_targets``): each trained model can play the target in turn, with every
+other model as a reference (the standard LiRA evaluation, Carlini et al. 2022). The batch is reordered so that
+the audited model comes first and a complete pair of references next (RMIA's offline calibration uses it); the
+releases are computed once and shared. Each audited model is a different random half of the pool: an
+independent training set.
 
 The white-box attack sees the cell ``q.cell_bounds`` of each released weight. Its working model: the trained
 weights are Gaussian around the mean of the shadows' (unquantized) weights, with per-coordinate standard
@@ -64,7 +72,11 @@ ATTACK_METRICS = ("auc", "advantage", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")
 INDICATOR_MEASUREMENTS = ("ranking_score", "ranking_score_averaged", "expected_exits_with_scale", "delta_estimate",
                           "r_min", "r_soft", "r_min_with_scale", "r_soft_with_scale", "p_flip_with_scale",
                           "log_p_flip_with_scale", "delta_bound_with_scale", "weights_at_risk", "scale_r", "z_min")
-COLUMNS = ("model", "quantizer", "sample_size", "seed", "method", "measurement", "value", "value_low",
+BASELINE_MEASUREMENTS = ("standardised_distortion", "train_loss_increase", "test_performance_drop",
+                         "test_performance_se")
+# The primary test metric of each task (higher = better): what ``test_performance_drop`` is measured in.
+PRIMARY_METRIC = {"classification": "auroc", "regression": "r2"}
+COLUMNS = ("model", "quantizer", "sample_size", "seed", "target", "method", "measurement", "value", "value_low",
            "value_high")
 
 
@@ -249,14 +261,14 @@ class _Setup:
 class _Rows:
     """The tidy rows of one audit (``COLUMNS``), all with the same model label, sample size and seed."""
 
-    def __init__(self, model: str, sample_size: int, seed: int):
-        self.model, self.sample_size, self.seed = model, sample_size, seed
+    def __init__(self, model: str, sample_size: int, seed: int, target: int = 0):
+        self.model, self.sample_size, self.seed, self.target = model, sample_size, seed, target
         self.rows: list[dict] = []
 
     def add(self, quantizer, method, measurement, value, low=math.nan, high=math.nan):
         self.rows.append({"model": self.model, "quantizer": quantizer, "sample_size": self.sample_size,
-                          "seed": self.seed, "method": method, "measurement": measurement, "value": float(value),
-                          "value_low": float(low), "value_high": float(high)})
+                          "seed": self.seed, "target": self.target, "method": method, "measurement": measurement,
+                          "value": float(value), "value_low": float(low), "value_high": float(high)})
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=list(COLUMNS))
@@ -343,19 +355,28 @@ class _WhiteBox:
     seconds: float
 
 
-def _whitebox_setup(s: _Setup, params: dict, target_module) -> _WhiteBox:
-    """Phase 3 (attacks), shared by every quantizer: shadow mean and spread of the weights, sandwich standard
-    errors, and each example's shift."""
+def _standard_errors(s: _Setup, target_module) -> tuple[np.ndarray, float]:
+    """The target's sandwich standard errors, flat in named-parameter order (floored at 1e-12), and seconds."""
     from mislib import indicator
 
     start = time.perf_counter()
     X_members, y_members = _members(s)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", indicator.NotAtOptimumWarning)
+        se = indicator.standard_errors(target_module, X_members, y_members, s.arch.loss, ridge=s.spec.ridge)
+    flat = flat_batch({k: v.unsqueeze(0) for k, v in se.items()})[0].cpu().numpy()
+    return np.maximum(flat, 1e-12), time.perf_counter() - start
+
+
+def _whitebox_setup(s: _Setup, params: dict, target_module, se: np.ndarray) -> _WhiteBox:
+    """Phase 3 (attacks), shared by every quantizer: shadow mean and spread of the weights, sandwich standard
+    errors ``se`` (flat) with the finite-population correction, and each example's shift."""
+    start = time.perf_counter()
+    X_members, y_members = _members(s)
     N, n = s.X_pool.shape[0], int(s.members.size)
     shadow_flat = flat_batch({k: v[1:] for k, v in params.items()}).cpu().numpy()
-    se = indicator.standard_errors(target_module, X_members, y_members, s.arch.loss, ridge=s.spec.ridge)
     correction = math.sqrt((N - n) / max(1, N - 1))  # random halves of a fixed pool: finite-population
-    std_sandwich = np.maximum(flat_batch({k: v.unsqueeze(0) for k, v in se.items()})[0].cpu().numpy() * correction,
-                              1e-12)
+    std_sandwich = np.maximum(se * correction, 1e-12)
     evaluated = torch.as_tensor(s.evaluated, device=s.X_pool.device)
     shifts = insertion_influence(target_module, X_members, y_members, s.X_pool[evaluated], s.y_pool[evaluated],
                                  s.arch.loss, ridge=s.spec.ridge).cpu().numpy()
@@ -363,17 +384,99 @@ def _whitebox_setup(s: _Setup, params: dict, target_module) -> _WhiteBox:
                      std_sandwich=std_sandwich, shifts=shifts, seconds=time.perf_counter() - start)
 
 
-def _utility_rows(rows: _Rows, s: _Setup, label: str, q: Quantizer, params: dict, released: dict):
+@dataclass
+class _Release:
+    """One quantizer's release of every model of the batch: parameters, outputs on the pool and on the test
+    data (computed once, shared by every model that plays the target), and what it cost."""
+
+    params: dict
+    outputs: torch.Tensor
+    test_outputs: torch.Tensor
+    seconds: float
+
+    def reordered(self, order: torch.Tensor) -> "_Release":
+        return _Release({k: v[order] for k, v in self.params.items()}, self.outputs[order],
+                        self.test_outputs[order], self.seconds)
+
+
+def _releases(s: _Setup, params: dict) -> dict:
+    """Phase 2 (release), per quantizer: every model of the batch quantized tensor by tensor, and its outputs.
+    Stochastic rounding draws from a generator seeded by the audit's seed and the quantizer's label."""
+    out = {}
+    for label, q in s.items:
+        generator = torch.Generator(device=s.X_pool.device).manual_seed(_seed_for(s.seed, label))
+        start = time.perf_counter()
+        released = release(q, params, generator)
+        outputs = s.arch.outputs(released, s.X_pool)
+        seconds = time.perf_counter() - start
+        out[label] = _Release(released, outputs, s.arch.outputs(released, s.X_test), seconds)
+    return out
+
+
+def _utility_rows(rows: _Rows, s: _Setup, label: str, q: Quantizer, params: dict, released: _Release):
     """Phase 5 (utility), per quantizer: test performance of the quantized target, and what the quantizer is."""
-    test_out = s.arch.outputs({k: v[:1] for k, v in released.items()}, s.X_test)[0]
-    for name, value in _performance(s.arch, test_out, s.y_test).items():
+    for name, value in _performance(s.arch, released.test_outputs[0], s.y_test).items():
         rows.add(label, "test", name, value)
-    target_release = flat_batch({k: v[:1] for k, v in released.items()})[0]
+    target_release = flat_batch({k: v[:1] for k, v in released.params.items()})[0]
     main = max(params, key=lambda k: params[k][0].numel())
     rows.add(label, "quantizer", "bits_per_weight", q.bits_per_weight(params[main][0]))
     rows.add(label, "quantizer", "sparsity", float((target_release == 0).double().mean()))
     rows.add(label, "quantizer", "continuous_scale", float(q.scale_channel == "continuous"))
     rows.add(label, "quantizer", "deterministic", float(q.deterministic))
+
+
+@dataclass
+class _Unquantized:
+    """The target before quantization, what the baselines compare each release with."""
+
+    theta: np.ndarray          # flat parameters
+    se: np.ndarray             # flat sandwich standard errors
+    member_loss: float         # mean training loss on the members
+    test_performance: float    # primary test metric (PRIMARY_METRIC)
+
+
+def _primary_performance(s: _Setup, outputs: torch.Tensor) -> float:
+    return _performance(s.arch, outputs, s.y_test)[PRIMARY_METRIC[s.spec.task]]
+
+
+def _unquantized(s: _Setup, params: dict, se: np.ndarray) -> _Unquantized:
+    target = {k: v[:1] for k, v in params.items()}
+    _, losses = _statistics(s.arch, s.arch.outputs(target, s.X_pool), s.y_pool)
+    return _Unquantized(theta=flat_batch(target)[0].cpu().numpy(), se=se,
+                        member_loss=float(losses[0, s.members].mean()),
+                        test_performance=_primary_performance(s, s.arch.outputs(target, s.X_test)[0]))
+
+
+def _test_performance_se(s: _Setup, test_outputs: torch.Tensor, label: str) -> float:
+    """Bootstrap standard error (``n_bootstrap`` resamples of the test examples) of the primary test metric."""
+    if s.n_bootstrap < 2:
+        return math.nan
+    rng = np.random.default_rng([s.seed, 3, zlib.crc32(label.encode())])
+    n = s.y_test.shape[0]
+    values = []
+    for _ in range(s.n_bootstrap):
+        pick = torch.as_tensor(rng.integers(0, n, n), device=s.X_test.device)
+        y = s.y_test[pick]
+        if s.spec.task == "classification" and int(torch.unique(y).numel()) < 2:
+            continue   # one class drawn: AUROC undefined
+        values.append(_performance(s.arch, test_outputs[pick], y)[PRIMARY_METRIC[s.spec.task]])
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    return float(values.std(ddof=1)) if values.size >= 2 else math.nan
+
+
+def _baseline_rows(rows: _Rows, s: _Setup, label: str, released: _Release, reference: _Unquantized):
+    """What a user can compute without shadow models (issue 16), per quantizer: the standardised distortion
+    ``sum_k ((Q(theta)_k - theta_k) / s_k)^2``, the increase of the mean training loss, the drop of the primary
+    test metric (needs held-out data) and that metric's bootstrap standard error."""
+    theta_q = flat_batch({k: v[:1] for k, v in released.params.items()})[0].cpu().numpy()
+    rows.add(label, "baseline", "standardised_distortion",
+             float(np.sum(((theta_q - reference.theta) / reference.se) ** 2)))
+    _, losses = _statistics(s.arch, released.outputs[:1], s.y_pool)
+    rows.add(label, "baseline", "train_loss_increase", float(losses[0, s.members].mean()) - reference.member_loss)
+    test_out = released.test_outputs[0]
+    rows.add(label, "baseline", "test_performance_drop", reference.test_performance - _primary_performance(s, test_out))
+    rows.add(label, "baseline", "test_performance_se", _test_performance_se(s, test_out, label))
 
 
 def _indicator_rows(rows: _Rows, label: str, found: pd.DataFrame, intervals: dict, used: int):
@@ -399,9 +502,9 @@ def _rmia_probabilities(arch: Architecture, outputs: torch.Tensor, y: torch.Tens
     return attacks.gaussian_likelihood(predictions, targets, scale)
 
 
-def _rmia_scores(s: _Setup, released: dict, outputs, stats: np.ndarray, shadow_in) -> tuple[dict, float]:
-    """RMIA online and offline (module notes): scores and the offline ``a`` chosen on shadow 0."""
-    test_outputs = s.arch.outputs(released, s.X_test)
+def _rmia_scores(s: _Setup, test_outputs, outputs, stats: np.ndarray, shadow_in) -> tuple[dict, float]:
+    """RMIA online and offline (module notes): scores and the offline ``a`` chosen on shadow 0 (rows 1 and 2 of
+    the batch are a complementary pair)."""
     test_stats, _ = _statistics(s.arch, test_outputs, s.y_test)
     regression = s.arch.spec.task == "regression"
     scale = math.sqrt(max(float(np.mean(-stats)), 1e-300)) if regression else math.nan
@@ -415,12 +518,12 @@ def _rmia_scores(s: _Setup, released: dict, outputs, stats: np.ndarray, shadow_i
     return scores, offline_a
 
 
-def _attack_scores(s: _Setup, q: Quantizer, params: dict, released: dict, outputs, shadow_in,
+def _attack_scores(s: _Setup, q: Quantizer, params: dict, released: _Release, shadow_in,
                    whitebox: _WhiteBox) -> tuple[dict, float]:
     """Phase 3 (attacks), per quantizer: every attack's membership scores on the evaluated examples, and RMIA's
     offline ``a``."""
-    stats, losses = _statistics(s.arch, outputs, s.y_pool)
-    rmia, offline_a = _rmia_scores(s, released, outputs, stats, shadow_in)
+    stats, losses = _statistics(s.arch, released.outputs, s.y_pool)
+    rmia, offline_a = _rmia_scores(s, released.test_outputs, released.outputs, stats, shadow_in)
     stats = stats[:, s.evaluated]
     target_stats, shadow_stats = stats[0], stats[1:]
     scores = {
@@ -462,7 +565,7 @@ def _attack_rows(rows: _Rows, s: _Setup, label: str, scores: dict):
 def run_audit(X_pool, y_pool, X_test, y_test, quantizers: Mapping[str, Quantizer], *,
               model: str | ModelSpec = "logistic", task: str | None = None, n_shadow: int = 64, seed: int = 0,
               n_bootstrap: int = 200, indicator_bootstrap: int = 0, attacks_on: bool = True, device=None,
-              model_label: str | None = None) -> pd.DataFrame:
+              model_label: str | None = None, n_targets: int = 1) -> pd.DataFrame:
     """Audit every quantizer's release of a model trained on a random half of ``(X_pool, y_pool)``.
 
     Parameters
@@ -482,15 +585,22 @@ def run_audit(X_pool, y_pool, X_test, y_test, quantizers: Mapping[str, Quantizer
         Replicates for the attack metrics' intervals, and refits for the indicator's (0: no intervals).
     attacks_on : bool
         False skips shadows and attacks (indicator and utility only).
+    n_targets : int
+        How many of the trained models play the target in turn (the standard LiRA evaluation: many independent
+        training sets per audit at no extra training): 1 = the target only; ``1 + k`` adds shadows 0..k-1, each
+        audited exactly as the target with every other model as a reference (rows ``target`` = 0, 1, ...).
+        Needs ``n_shadow >= 6`` when above 1.
     seed, device, model_label
         Same seed, same numbers; ``model_label`` is written in the ``model`` column (default: the kind).
 
     Returns
     -------
     pandas.DataFrame
-        The tidy table of the module notes (columns ``COLUMNS``; ``sample_size`` is ``N // 2``). Methods: the
+        The tidy table of the module notes (columns ``COLUMNS``; ``sample_size`` is the audited model's number of
+        members, ``N // 2`` for the target; ``target`` which model was audited). Methods: the
         attacks of ``ATTACKS``, ``best_attack`` (per metric, the strongest attack, with its interval),
-        ``indicator``, ``test``, ``quantizer`` (bits per weight, sparsity, whether a continuous scale is
+        ``indicator``, ``baseline`` (``BASELINE_MEASUREMENTS``: what a user has without shadow models), ``test``,
+        ``quantizer`` (bits per weight, sparsity, whether a continuous scale is
         published, whether it is deterministic) and ``cost``: per quantizer ``indicator_seconds`` (sandwich +
         this quantizer's margins) against ``shadow_audit_seconds`` (training of target and shadows, the
         white-box set-up, this quantizer's releases, statistics and attack scores), with
@@ -508,33 +618,80 @@ def run_audit(X_pool, y_pool, X_test, y_test, quantizers: Mapping[str, Quantizer
     s = _setup(X_pool, y_pool, X_test, y_test, quantizers, model=model, task=task, n_shadow=n_shadow, seed=seed,
                n_bootstrap=n_bootstrap, indicator_bootstrap=indicator_bootstrap, attacks_on=attacks_on,
                device=device)
-    rows = _Rows(model_label or s.spec.kind, int(s.members.size), s.seed)
+    n_targets = check_int("n_targets", n_targets, minimum=1)
+    if n_targets > 1 and not s.attacks_on:
+        raise ValueError("n_targets > 1 uses the shadow models as targets: it needs attacks_on=True")
+    if n_targets > 1 + s.n_shadow:
+        raise ValueError(f"n_targets={n_targets} is more than the {1 + s.n_shadow} trained models (target and "
+                         f"n_shadow={s.n_shadow} shadows)")
+    if n_targets > 1 and s.n_shadow < 6:
+        # a shadow playing the target leaves its partner unpaired: LiRA's per-example variance needs two complete
+        # pairs of references left, so that every example is IN and OUT of at least two of them
+        raise ValueError(f"n_targets > 1 needs n_shadow >= 6, got {s.n_shadow}")
     params, masks, fit_seconds = _train(s)
+    releases = _releases(s, params)
+    frames = []
+    for target in range(n_targets):
+        view, order, view_masks = _as_target(s, masks, target)
+        ordered = {k: v[order] for k, v in params.items()}
+        frames.append(_audit_target(view, ordered, view_masks, {label: r.reordered(order) for label, r in
+                                                                 releases.items()}, fit_seconds,
+                                    model_label or s.spec.kind, target))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _as_target(s: _Setup, masks: np.ndarray, target: int):
+    """Model ``target`` of the batch (0: the target, ``1 + k``: shadow ``k``) as the audited model: the setup
+    with its members, the batch order that puts it first (and a complete pair of references next, which RMIA's
+    offline calibration uses) and the shadow masks of the other models in that order."""
+    B = 1 + masks.shape[0]
+    order = np.arange(B)
+    if target == 0:
+        return s, torch.as_tensor(order, device=s.X_pool.device), masks
+    everyone = np.vstack([s.target_mask[None], masks])
+    shadow, partner = target - 1, (target - 1) ^ 1
+    pairs = [1 + k for k in range(masks.shape[0]) if k not in (shadow, partner)]
+    order = np.array([target, *pairs, 1 + partner, 0])
+    mask = everyone[target]
+    members = np.flatnonzero(mask)
+    nonmembers = np.flatnonzero(~mask)
+    size = min(members.size, nonmembers.size)      # balanced game: drop one example when the pool is odd
+    rng = np.random.default_rng([s.seed, 4, target])
+    members, nonmembers = (np.sort(rng.permutation(part)[:size]) for part in (members, nonmembers))
+    evaluated = np.sort(np.concatenate([members, nonmembers]))
+    view = _Setup(**{**s.__dict__, "members": np.flatnonzero(mask), "evaluated": evaluated,
+                     "labels": mask[evaluated].astype(np.int8), "target_mask": mask})
+    return view, torch.as_tensor(order, device=s.X_pool.device), everyone[order[1:]]
+
+
+def _audit_target(s: _Setup, params: dict, masks: np.ndarray, releases: dict, fit_seconds: float, label: str,
+                  target: int) -> pd.DataFrame:
+    """Phases 3-5 for the model in row 0 of the batch (``_as_target``): indicator, baselines, attacks, utility,
+    cost."""
+    rows = _Rows(label, int(s.members.size), s.seed, target)
     target_module = s.arch.module(params, 0)
     found, indicator_total, intervals, boot_seconds, boot_fits, boot_used = _indicator(s, target_module)
-    whitebox = _whitebox_setup(s, params, target_module) if s.attacks_on else None
+    se, se_seconds = _standard_errors(s, target_module)
+    reference = _unquantized(s, params, se)
+    whitebox = _whitebox_setup(s, params, target_module, se) if s.attacks_on else None
     shadow_in = masks[:, s.evaluated]
     shadow_total = metrics_total = 0.0
-    for label, q in s.items:
-        # Phase 2, release: every model of the batch quantized tensor by tensor
-        generator = torch.Generator(device=s.X_pool.device).manual_seed(_seed_for(s.seed, label))
-        start = time.perf_counter()
-        released = release(q, params, generator)
-        outputs = s.arch.outputs(released, s.X_pool)
-        release_seconds = time.perf_counter() - start
-        _utility_rows(rows, s, label, q, params, released)
-        _indicator_rows(rows, label, found, intervals, boot_used)
+    for name, q in s.items:
+        released = releases[name]
+        _utility_rows(rows, s, name, q, params, released)
+        _indicator_rows(rows, name, found, intervals, boot_used)
+        _baseline_rows(rows, s, name, released, reference)
         if not s.attacks_on:
             continue
         start = time.perf_counter()
-        scores, offline_a = _attack_scores(s, q, params, released, outputs, shadow_in, whitebox)
+        scores, offline_a = _attack_scores(s, q, params, released, shadow_in, whitebox)
         attack_seconds = time.perf_counter() - start
-        _attack_rows(rows, s, label, scores)
-        rows.add(label, "rmia_offline", "offline_a", offline_a)
-        rows.add(label, "cost", "shadow_audit_seconds", fit_seconds + whitebox.seconds + release_seconds
-                 + attack_seconds)
-        rows.add(label, "cost", "shadow_model_fits", 1 + s.n_shadow)
-        shadow_total += release_seconds + attack_seconds
+        _attack_rows(rows, s, name, scores)
+        rows.add(name, "rmia_offline", "offline_a", offline_a)
+        rows.add(name, "cost", "shadow_audit_seconds", fit_seconds + whitebox.seconds + se_seconds
+                 + released.seconds + attack_seconds)
+        rows.add(name, "cost", "shadow_model_fits", 1 + s.n_shadow)
+        shadow_total += released.seconds + attack_seconds
         metrics_total += time.perf_counter() - start - attack_seconds
     # Phase 5, cost: totals for the whole configuration (every quantizer), shared work counted once.
     rows.add("(all)", "cost", "training_seconds", fit_seconds)
@@ -542,7 +699,8 @@ def run_audit(X_pool, y_pool, X_test, y_test, quantizers: Mapping[str, Quantizer
     rows.add("(all)", "cost", "indicator_interval_seconds", boot_seconds)
     rows.add("(all)", "cost", "indicator_interval_model_fits", boot_fits)
     if s.attacks_on:
-        rows.add("(all)", "cost", "shadow_audit_total_seconds", fit_seconds + whitebox.seconds + shadow_total)
+        rows.add("(all)", "cost", "shadow_audit_total_seconds", fit_seconds + whitebox.seconds + se_seconds
+                 + shadow_total)
         rows.add("(all)", "cost", "attack_interval_seconds", metrics_total)
     return rows.frame()
 

@@ -40,7 +40,6 @@ Reading it: ``summarise`` (one row per task, embedder and quantizer, seeds avera
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 
@@ -48,8 +47,11 @@ import numpy as np
 import pandas as pd
 
 from mislib.evaluation import agreement
-from mislib.evaluation.quantizer_specs import build_quantizers, select_specs
+from mislib.evaluation.quantizer_specs import FACTORIAL_SPECS, select_specs
 from mislib.infra.checks import check_choice, check_float, check_int
+from mislib.studies.molecular_audit import (FAILURE_MEASUREMENT, INIT_SEED_STRIDE,  # noqa: F401  (re-exported)
+                                             MAX_INIT_ATTEMPTS, AuditWorker, configuration_rows,
+                                             study_quantizers)
 from mislib.studies.molecular_data import (CONTINUOUS_EMBEDDERS, EMBEDDERS, TASKS,  # noqa: F401  (re-exported)
                                             Featuriser, MolecularSplit, PreparedTask, prepare, split_molecules)
 
@@ -60,14 +62,22 @@ from mislib.studies.molecular_data import (CONTINUOUS_EMBEDDERS, EMBEDDERS, TASK
 # the weights (a continuous channel, THEORY.md §2).
 STUDY_QUANTIZERS = select_specs(("identity", "uniform 8-bit", "uniform 4-bit", "uniform 2-bit", "k-means 3-bit",
                                  "ternary absmean", "ternary 90% sparse", "sign", "pruning 50%", "pruning 90%"))
+# The bits-by-sparsity design (issue 14; ``quantizer_specs.FACTORIAL_SPECS``, analysed by
+# ``mislib.studies.bits_sparsity``), audited on the same heads: every table of the study holds both.
+FACTORIAL_RELEASES = FACTORIAL_SPECS
+ALL_RELEASES = STUDY_QUANTIZERS + FACTORIAL_RELEASES
 REFERENCE_QUANTIZER = "identity"
 LOW_BITS = 2.0   # "aggressive" quantizers in the conclusions: at most this many bits per stored weight
 
 # The reference attack, as (method, measurement): LiRA's online test with one pooled variance, what Carlini et
 # al. (2022) recommend below 64 shadow models.
 LIRA = ("lira_online_fixed_variance", "auc")
+# The strongest attack per release (LiRA's four variants, RMIA online and offline, the loss and white-box attacks).
+BEST_ATTACK = ("best_attack", "auc")
 # One audited configuration: the releases of one target are compared with each other within it.
-CONFIGURATION = ("task", "embedder", "seed")
+# One audited model: a task, an embedder, a seed (the split) and which trained model played the target
+# (``run_audit(n_targets=...)``: each is a different random half of the pool, an independent training set).
+CONFIGURATION = ("task", "embedder", "seed", "target")
 # The privacy and performance measurements the summaries use: (column, method, measurement).
 PRIVACY_COLUMNS = (
     ("lira_auc", *LIRA),
@@ -89,97 +99,36 @@ PERFORMANCE_LABELS = {"auroc": "test AUROC", "accuracy": "test accuracy", "r2": 
                       "rmse": "test RMSE", "spearman": "test Spearman"}
 IDENTIFIERS = ("task", "task_kind", "embedder", "n_features", "n_molecules", "n_reference", "n_test", "n_pool",
                "target_scale", "init_seed")
-# Retraining from another initialisation when the target's Hessian is not positive definite (configuration_rows).
-MAX_INIT_ATTEMPTS = 3
-INIT_SEED_STRIDE = 1000
-FAILURE_MEASUREMENT = "hessian_not_positive_definite"   # method "failure": value = initialisations tried
-
-
-def study_quantizers(specs=STUDY_QUANTIZERS) -> dict:
-    """``{label: Quantizer}`` for ``(label, name, params)`` triples (``quantizer_specs.build_quantizers``)."""
-    return build_quantizers([tuple(s) for s in specs])
-
-
-def configuration_rows(item: dict) -> pd.DataFrame:
-    """The audit rows of one (task, embedder, seed). ``item`` holds ``task``, ``embedder``, ``seed`` and the
-    shared settings: ``n_molecules`` (a dict task -> size or None), ``data_seed``, ``reference_fraction``,
-    ``test_fraction``, ``n_features``, ``clip``, ``hidden``, ``ridge``, ``n_iter``, ``lr``, ``n_shadow``,
-    ``n_bootstrap``, ``indicator_bootstrap``, ``quantizers`` (triples) and optionally ``device``."""
-    import torch
-
-    from mislib.evaluation import audit
-
-    task, embedder, seed = item["task"], item["embedder"], item["seed"]
-    sizes = item["n_molecules"]
-    prepared = prepare(task, embedder, n_molecules=sizes.get(task) if isinstance(sizes, dict) else sizes,
-                       seed=seed, n_features=item["n_features"], data_seed=item.get("data_seed", 0),
-                       reference_fraction=item["reference_fraction"], test_fraction=item["test_fraction"],
-                       clip=item.get("clip", 5.0))
-    as_tensor = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
-    quantizers = study_quantizers(item["quantizers"])
-    table = None
-    for attempt in range(MAX_INIT_ATTEMPTS):
-        # Why retries: the MLP objective is not convex. If the target ends where its Hessian is not positive
-        # definite (a saddle, or a hidden unit switched off by the ridge, whose free bias is a flat direction),
-        # the sandwich does not exist; the whole configuration (target and shadows alike) is retrained from
-        # another initialisation, and the table records which one (``init_seed``).
-        init_seed = seed + INIT_SEED_STRIDE * attempt
-        spec = audit.ModelSpec(kind="mlp", task=prepared.kind, ridge=item["ridge"], hidden=item["hidden"],
-                               n_iter=item["n_iter"], lr=item["lr"], init_seed=init_seed)
-        try:
-            table = audit.run_audit(as_tensor(prepared.X_pool), as_tensor(prepared.y_pool),
-                                    as_tensor(prepared.X_test), as_tensor(prepared.y_test), quantizers, model=spec,
-                                    n_shadow=item["n_shadow"], seed=seed, n_bootstrap=item["n_bootstrap"],
-                                    indicator_bootstrap=item["indicator_bootstrap"], device=item.get("device"),
-                                    model_label=f"mlp (hidden {item['hidden']})")
-            break
-        except ValueError as error:
-            if "positive definite" not in str(error):
-                raise
-    if table is None:
-        # Every initialisation ended on a singular Hessian (in our runs: a switched-off unit, whose minimum does
-        # not depend on the initialisation). The configuration is recorded as failed, not dropped silently.
-        table = pd.DataFrame([{"model": f"mlp (hidden {item['hidden']})", "quantizer": "(all)",
-                               "sample_size": int(prepared.split.pool.size // 2), "seed": seed,
-                               "method": "failure", "measurement": FAILURE_MEASUREMENT,
-                               "value": float(MAX_INIT_ATTEMPTS), "value_low": math.nan, "value_high": math.nan}])
-    rmse = (table["method"] == "test") & (table["measurement"] == "rmse")
-    table.loc[rmse, ["value", "value_low", "value_high"]] *= prepared.target_scale   # back to the task's units
-    ids = {"task": task, "task_kind": prepared.kind, "embedder": embedder, "n_features": item["n_features"],
-           "n_molecules": prepared.n_molecules, "n_reference": int(prepared.split.reference.size),
-           "n_test": int(prepared.split.test.size), "n_pool": int(prepared.split.pool.size),
-           "target_scale": prepared.target_scale, "init_seed": init_seed}
-    for position, (name, value) in enumerate(ids.items()):
-        table.insert(position, name, value)
-    return table
-
-
-HEAD_HIDDEN = 4   # hidden units of the MLP head, the same at both presets (notebook 06, section 1)
+# Hidden units of the MLP head at each preset (notebook 06, section 1): a chemist's head at the paper preset.
+HEAD_HIDDEN = {"smoke": 4, "paper": 16}
 
 
 def preset_sizes(preset: str, seed: int = 0) -> dict:
-    """The sizes of the study at a preset (``smoke``: one seed, 100 molecules per task, 8 features; ``paper``:
-    three seeds from ``seed``, 800 molecules per task and the whole of FreeSolv, 32 features)."""
+    """The sizes of the study at a preset. ``smoke``: one seed, 100 molecules per task, 8 features, 4 hidden units,
+    6 shadows, 2 audited models per configuration. ``paper``: one seed (the split), every molecule of every task,
+    32 features, 16 hidden units, 32 shadows and 8 audited models per configuration (the target and 7 shadows in
+    turn: 8 independent training sets; ``run_audit(n_targets=...)``), the uncertainty-averaged indicator instead of
+    bootstrap refits."""
     from mislib.infra.presets import preset_config
 
     return preset_config(
         preset,
-        smoke=dict(seeds=[seed], n_molecules={task: 100 for task in TASKS}, n_features=8, n_iter=200,
-                   n_shadow=4, n_bootstrap=20, indicator_bootstrap=0),
-        paper=dict(seeds=[seed, seed + 1, seed + 2],
-                   n_molecules={"b3db_classification": 800, "b3db_regression": 800, "freesolv": None,
-                                "solubility": 800},
-                   n_features=32, n_iter=500, n_shadow=16, n_bootstrap=200, indicator_bootstrap=20),
+        smoke=dict(seeds=[seed], n_molecules={task: 100 for task in TASKS}, n_features=8, hidden=HEAD_HIDDEN["smoke"],
+                   n_iter=200, n_shadow=6, n_targets=2, n_bootstrap=20, indicator_bootstrap=0),
+        paper=dict(seeds=[seed], n_molecules={task: "all" for task in TASKS}, n_features=32,
+                   hidden=HEAD_HIDDEN["paper"], n_iter=500, n_shadow=32, n_targets=8, n_bootstrap=100,
+                   indicator_bootstrap=0),
     )
 
 
-def study_settings(sizes: dict, hidden: int = HEAD_HIDDEN) -> dict:
+def study_settings(sizes: dict, hidden: int | None = None) -> dict:
     """The settings of ``run_study`` (every key of ``SETTING_KEYS``) from a preset's sizes (``preset_sizes``):
     the fixed choices of the study (splits 0.2 / 0.2, clipping at 5 sd, ridge 0.03, learning rate 0.02) and
-    the sizes."""
+    the sizes (``hidden`` overrides the preset's hidden units)."""
     return dict(n_molecules=sizes["n_molecules"], data_seed=0, reference_fraction=0.2, test_fraction=0.2,
-                n_features=sizes["n_features"], clip=5.0, hidden=hidden, ridge=0.03, n_iter=sizes["n_iter"], lr=0.02,
-                n_shadow=sizes["n_shadow"], n_bootstrap=sizes["n_bootstrap"],
+                n_features=sizes["n_features"], clip=5.0, hidden=sizes["hidden"] if hidden is None else hidden,
+                ridge=0.03, n_iter=sizes["n_iter"], lr=0.02, n_shadow=sizes["n_shadow"],
+                n_targets=sizes["n_targets"], n_bootstrap=sizes["n_bootstrap"],
                 indicator_bootstrap=sizes["indicator_bootstrap"])
 
 
@@ -197,11 +146,11 @@ def study_items(tasks: Sequence[str] = TASKS, embedders: Sequence[str] = EMBEDDE
 
 
 SETTING_KEYS = ("n_molecules", "data_seed", "reference_fraction", "test_fraction", "n_features", "clip", "hidden",
-                "ridge", "n_iter", "lr", "n_shadow", "n_bootstrap", "indicator_bootstrap")
+                "ridge", "n_iter", "lr", "n_shadow", "n_targets", "n_bootstrap", "indicator_bootstrap")
 
 
 def run_study(settings: dict, *, tasks: Sequence[str] = TASKS, embedders: Sequence[str] = EMBEDDERS,
-              seeds: Sequence[int] = (0, 1, 2), quantizers=STUDY_QUANTIZERS, name: str = "molecular",
+              seeds: Sequence[int] = (0, 1, 2), quantizers=ALL_RELEASES, name: str = "molecular",
               device: str | None = None, refresh: bool = False, progress: bool = True) -> pd.DataFrame:
     """Run (or read back) the whole grid and write ``data/results/<name>.csv`` with its sidecar.
 
@@ -216,20 +165,10 @@ def run_study(settings: dict, *, tasks: Sequence[str] = TASKS, embedders: Sequen
         raise ValueError(f"settings: missing {missing}, unknown {extra}; expected exactly {list(SETTING_KEYS)}")
     shared = {**settings, "quantizers": [[label, qname, dict(params)] for label, qname, params in quantizers]}
     items = study_items(tasks, embedders, seeds)
-    worker = _Worker(device)
+    worker = AuditWorker(device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # per-point library warnings (convergence notes) are not results
         return cached_grid(name, items, worker, shared=shared, refresh=refresh, progress=progress)
-
-
-class _Worker:
-    """Picklable: adds the device (not part of the cache key) to each item."""
-
-    def __init__(self, device):
-        self.device = device
-
-    def __call__(self, item: dict) -> pd.DataFrame:
-        return configuration_rows({**item, "device": self.device})
 
 
 # --------------------------------------------------------------------------------------------- reading it
@@ -240,6 +179,8 @@ def check_table(table: pd.DataFrame) -> pd.DataFrame:
         raise TypeError(f"table must be a pandas DataFrame, got {type(table).__name__}")
     from mislib.evaluation.audit import COLUMNS
 
+    if "target" not in table.columns:
+        table = table.assign(target=0)    # a table written before the audit had many targets: one per seed
     needed = ["task", "task_kind", "embedder", *COLUMNS]
     missing = [c for c in needed if c not in table.columns]
     if missing:
@@ -251,7 +192,7 @@ def check_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def _wide(table: pd.DataFrame, columns) -> pd.DataFrame:
     """One row per (task, task_kind, embedder, quantizer, seed) with the named measurements as columns."""
-    keys = ["task", "task_kind", "embedder", "quantizer", "seed"]
+    keys = ["task", "task_kind", "embedder", "quantizer", "seed", "target"]
     parts = []
     for column, method, measurement in columns:
         part = table[(table["method"] == method) & (table["measurement"] == measurement)]
@@ -259,11 +200,19 @@ def _wide(table: pd.DataFrame, columns) -> pd.DataFrame:
     return pd.concat(parts, axis=1).reset_index()
 
 
-def per_seed(table: pd.DataFrame) -> pd.DataFrame:
-    """Privacy and performance measurements, one row per (task, embedder, quantizer, seed), with
-    ``performance`` (the task kind's primary metric, ``PRIMARY_PERFORMANCE``) and ``performance_change``
-    (minus the identity release of the same task, embedder and seed: the cost of quantizing)."""
+def main_releases(table: pd.DataFrame) -> pd.DataFrame:
+    """The table without the releases of the bits-by-sparsity design (``FACTORIAL_RELEASES``), which has its own
+    analysis (``mislib.studies.bits_sparsity``): the study's main quantizers and the per-configuration rows."""
     table = check_table(table)
+    return table[~table["quantizer"].isin([spec[0] for spec in FACTORIAL_RELEASES])]
+
+
+def per_seed(table: pd.DataFrame) -> pd.DataFrame:
+    """Privacy and performance measurements of the main releases (``main_releases``), one row per audited model
+    (``CONFIGURATION``) and quantizer, with ``performance`` (the task kind's primary metric,
+    ``PRIMARY_PERFORMANCE``) and ``performance_change`` (minus the identity release of the same audited model:
+    the cost of quantizing)."""
+    table = main_releases(table)
     columns = list(PRIVACY_COLUMNS)
     for kind_columns in PERFORMANCE_COLUMNS.values():
         columns.extend(kind_columns)
@@ -274,25 +223,27 @@ def per_seed(table: pd.DataFrame) -> pd.DataFrame:
         rows = wide["task_kind"] == kind
         if rows.any():
             wide.loc[rows, "performance"] = wide.loc[rows, column]
-    reference = wide[wide["quantizer"] == REFERENCE_QUANTIZER].set_index(["task", "embedder", "seed"])
+    reference = wide[wide["quantizer"] == REFERENCE_QUANTIZER].set_index(list(CONFIGURATION))
     if reference.empty:
         raise ValueError(f"the table has no {REFERENCE_QUANTIZER!r} rows to measure the cost of quantizing against")
-    base = reference["performance"].reindex(pd.MultiIndex.from_frame(wide[["task", "embedder", "seed"]]))
+    base = reference["performance"].reindex(pd.MultiIndex.from_frame(wide[list(CONFIGURATION)]))
     wide["performance_change"] = wide["performance"].to_numpy() - base.to_numpy()
     return wide
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    """Seed means of ``per_seed``, one row per (task, task_kind, embedder, quantizer), with ``n_seeds`` and
-    the standard error over seeds of ``lira_auc`` and ``performance``."""
+    """Means of ``per_seed`` over the audited models (seeds and targets), one row per (task, task_kind, embedder,
+    quantizer), with ``n_seeds``, ``n_models`` (audited models: independent training sets) and the standard error
+    over them of ``lira_auc`` and ``performance``."""
     wide = per_seed(table)
     keys = ["task", "task_kind", "embedder", "quantizer"]
-    numeric = [c for c in wide.columns if c not in keys + ["seed"]]
+    numeric = [c for c in wide.columns if c not in keys + ["seed", "target"]]
     grouped = wide.groupby(keys, sort=False)
     out = grouped[numeric].mean()
     out["n_seeds"] = grouped["seed"].nunique()
+    out["n_models"] = grouped.size()
     for column in ("lira_auc", "performance"):
-        out[f"{column}_seed_se"] = grouped[column].std(ddof=1) / np.sqrt(out["n_seeds"])
+        out[f"{column}_seed_se"] = grouped[column].std(ddof=1) / np.sqrt(out["n_models"])
     return out.reset_index()
 
 
@@ -329,14 +280,14 @@ def with_pareto(summary: pd.DataFrame, risk: str = "lira_auc", performance: str 
 def quantizer_ranking(table: pd.DataFrame) -> pd.DataFrame:
     """One row per quantizer, ordered from most to least private by LiRA:
 
-    - ``lira_auc``, ``ranking_score``: means over every task, embedder and seed;
-    - ``lira_rank``, ``ranking_score_rank``: mean rank within each (task, embedder, seed), 1 = most private (lowest
+    - ``lira_auc``, ``ranking_score``: means over every task, embedder and audited model;
+    - ``lira_rank``, ``ranking_score_rank``: mean rank within each audited model (CONFIGURATION), 1 = most private (lowest
       LiRA AUC, highest ``ranking_score``);
     - ``performance_change_classification`` / ``_regression``: mean change of the primary metric (AUROC, R^2)
       against the identity release, per task kind;
     - ``pareto_count``: in how many tasks' fronts (``with_pareto``) the quantizer appears with some embedder."""
     wide = per_seed(table)
-    groups = wide.groupby(["task", "embedder", "seed"], sort=False)
+    groups = wide.groupby(["task", "embedder", "seed", "target"], sort=False)
     wide["lira_rank"] = groups["lira_auc"].rank(method="average", ascending=True)
     wide["ranking_score_rank"] = groups["ranking_score"].rank(method="average", ascending=False)
     by_q = wide.groupby("quantizer", sort=False)
@@ -382,11 +333,19 @@ def conclusions(table: pd.DataFrame, *, tolerance: float = 0.02) -> dict:
         "n_tasks": int(wide["task"].nunique()),
         "n_embedders": int(wide["embedder"].nunique()),
         "n_seeds": int(wide["seed"].nunique()),
+        "n_models": int(wide.drop_duplicates(list(CONFIGURATION)).shape[0]),
+        "n_shadow": _shadow_count(table),
         "tolerance": tolerance,
     }
     out.update(_costs_by_kind(wide, best_lira))
     out.update(_agreement_low_bits_and_recommendation(table, ranking, tolerance))
     return out
+
+
+def _shadow_count(table: pd.DataFrame) -> int | None:
+    """Shadow models per audit, from the cost rows (``shadow_model_fits`` = 1 + shadows); None without them."""
+    fits = table.loc[(table["method"] == "cost") & (table["measurement"] == "shadow_model_fits"), "value"]
+    return int(fits.max()) - 1 if len(fits) else None
 
 
 def _costs_by_kind(wide: pd.DataFrame, best_lira: str) -> dict:
@@ -403,7 +362,7 @@ def _costs_by_kind(wide: pd.DataFrame, best_lira: str) -> dict:
         out[f"privacy_gain_{kind}"] = out[f"identity_lira_auc_{kind}"] - float(by_q["lira_auc"].mean()[best_lira])
         out[f"identity_performance_{kind}"] = float(by_q["performance"].mean()[REFERENCE_QUANTIZER])
     if "accuracy" in wide.columns and (wide["task_kind"] == "classification").any():
-        part = wide[wide["task_kind"] == "classification"].set_index(["task", "embedder", "seed", "quantizer"])
+        part = wide[wide["task_kind"] == "classification"].set_index([*CONFIGURATION, "quantizer"])
         accuracy = part["accuracy"].unstack("quantizer")
         out["accuracy_change"] = float((accuracy[best_lira] - accuracy[REFERENCE_QUANTIZER]).mean())
     return out
@@ -415,11 +374,23 @@ def _agreement_low_bits_and_recommendation(table: pd.DataFrame, ranking: pd.Data
     out = {}
     changes = [c for c in ("performance_change_classification", "performance_change_regression")
                if c in ranking.columns and ranking[c].notna().any()]
-    against_lira = agreement.indicator_agreement(table, reference=LIRA, by=CONFIGURATION).set_index("indicator")
+    main = main_releases(table)
+    against_lira = agreement.indicator_agreement(main, reference=LIRA, by=CONFIGURATION).set_index("indicator")
     for name in against_lira.index:
         out[f"{name}_concordant_fraction"] = float(against_lira.loc[name, "concordant_fraction"])
         out[f"{name}_separated_pairs"] = int(against_lira.loc[name, "n_separated"])
-    bits = quantizer_overview(table).set_index("quantizer")["bits_per_weight"]
+    against_best = agreement.indicator_agreement(main, reference=BEST_ATTACK, by=CONFIGURATION).set_index("indicator")
+    for name in against_best.index:
+        out[f"{name}_best_attack_concordant_fraction"] = float(against_best.loc[name, "concordant_fraction"])
+        out[f"{name}_best_attack_separated_pairs"] = int(against_best.loc[name, "n_separated"])
+    attacks = attack_comparison(table).set_index("attack")
+    compared = ("rmia_online", "lira_online_fixed_variance", "lira_online")
+    if set(compared) <= set(attacks.index):
+        for name in compared:
+            out[f"{name}_auc"] = float(attacks.loc[name, "auc"])
+            out[f"{name}_tpr_at_0.1pct_fpr"] = float(attacks.loc[name, "tpr_at_0.1pct_fpr"])
+        out["rmia_beats_lira_fraction"] = float(attacks.loc["rmia_online", "beats_lira_fraction"])
+    bits = quantizer_overview(main).set_index("quantizer")["bits_per_weight"]
     low = ranking[ranking["quantizer"].map(bits) <= LOW_BITS]
     out["low_bit_quantizers"] = low["quantizer"].tolist()
     if not low.empty:
@@ -438,6 +409,28 @@ def _agreement_low_bits_and_recommendation(table: pd.DataFrame, ranking: pd.Data
     return out
 
 
+def attack_comparison(table: pd.DataFrame) -> pd.DataFrame:
+    """Every attack of the audit on the main releases, at the same reference models: mean AUC and TPR at 0.1% and
+    1% FPR over every audited model and quantizer, and ``beats_lira_fraction``, the share of (audited model,
+    quantizer) cells where its AUC is above LiRA's (``LIRA``, one pooled variance). One row per attack, the
+    strongest (by mean AUC) first."""
+    from mislib.evaluation.audit import ATTACKS
+
+    main = main_releases(table)
+    keys = [*CONFIGURATION, "quantizer"]
+    part = main[main["method"].isin(ATTACKS)]
+    wide = part.pivot_table(index=keys + ["method"], columns="measurement", values="value").reset_index()
+    lira = wide[wide["method"] == LIRA[0]].set_index(keys)["auc"]
+    rows = []
+    for name, group in wide.groupby("method"):
+        against = group.set_index(keys)["auc"] - lira.reindex(group.set_index(keys).index)
+        means = {metric: group[metric].mean() if metric in group else np.nan
+                 for metric in ("auc", "tpr_at_0.1pct_fpr", "tpr_at_1pct_fpr")}
+        rows.append({"attack": name, **means, "beats_lira_fraction": float((against > 0).mean()),
+                     "n_cells": len(group)})
+    return pd.DataFrame(rows).sort_values("auc", ascending=False).reset_index(drop=True)
+
+
 def indicator_agreement(table: pd.DataFrame, indicators: Sequence[str] = ("ranking_score", "r_min")) -> pd.DataFrame:
     """Deprecated: ``mislib.evaluation.agreement.indicator_agreement(table, indicators, reference=LIRA,
     by=CONFIGURATION)``; removed in mislib 0.3."""
@@ -450,18 +443,30 @@ def indicator_agreement(table: pd.DataFrame, indicators: Sequence[str] = ("ranki
 def conclusions_text(found: dict) -> str:
     """The conclusions as Markdown sentences (every number from ``conclusions``)."""
     lines = [
-        f"- Over {found['n_tasks']} tasks, {found['n_embedders']} embedders and {found['n_seeds']} seeds, the most "
+        f"- Over {found['n_tasks']} tasks, {found['n_embedders']} embedders and {found['n_models']} audited heads "
+        f"(independent training sets), the most "
         f"private release by LiRA is **{found['most_private_lira']}**: mean LiRA AUC "
         f"{found['most_private_lira_auc']:.3f} against {found['identity_lira_auc']:.3f} for the unquantized "
         f"(identity) release.",
-        f"- By the indicator's ranking score (mean rank within each task, embedder and seed) the most private is "
+        f"- By the indicator's ranking score (mean rank within each audited head) the most private is "
         f"**{found['most_private_ranking_score']}** (mean LiRA AUC {found['most_private_ranking_score_lira_auc']:.3f}).",
     ]
     if "ranking_score_concordant_fraction" in found and found.get("ranking_score_separated_pairs"):
         lines.append(f"- Without any shadow model, the ranking score orders the releases as LiRA does in "
                      f"{100 * found['ranking_score_concordant_fraction']:.0f}% of the {found['ranking_score_separated_pairs']} pairs "
                      f"whose LiRA intervals do not overlap (`r_min`: "
-                     f"{100 * found['r_min_concordant_fraction']:.0f}%).")
+                     f"{100 * found['r_min_concordant_fraction']:.0f}%); against the best attack of each release "
+                     f"(LiRA, RMIA, loss and white-box attacks) in "
+                     f"{100 * found['ranking_score_best_attack_concordant_fraction']:.0f}% of "
+                     f"{found['ranking_score_best_attack_separated_pairs']} separated pairs.")
+    if "rmia_online_auc" in found:
+        shadows = f"{found['n_shadow']} " if found.get("n_shadow") else ""
+        lines.append(f"- RMIA online, with the same {shadows}reference models, has mean AUC "
+                     f"{found['rmia_online_auc']:.3f} against {found['lira_online_fixed_variance_auc']:.3f} for LiRA "
+                     f"(pooled variance) and {found['lira_online_auc']:.3f} (per-example variance), and TPR at 0.1% "
+                     f"FPR {found['rmia_online_tpr_at_0.1pct_fpr']:.4f} against "
+                     f"{found['lira_online_fixed_variance_tpr_at_0.1pct_fpr']:.4f}; its AUC is above LiRA's in "
+                     f"{100 * found['rmia_beats_lira_fraction']:.0f}% of the (head, release) cells.")
     costs = []
     if "cost_classification" in found:
         text = (f"AUROC on B3DB classification changes by {found['cost_classification']:+.3f} (unquantized: "
