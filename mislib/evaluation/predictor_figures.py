@@ -36,11 +36,14 @@ def plot_predictor_agreement(summary: pd.DataFrame, over: str | None = None, *, 
     axes[1].axvline(0.0, color="grey", lw=0.8, ls=":")
     axes[0].set_xlabel("separated pairs ordered as the attack (o mean, x pooled)")
     axes[1].set_xlabel("Kendall tau with the attack's privacy")
+    top = 1.0
     if over is not None:
-        axes[0].legend(fontsize=8, loc="lower left")
+        fig.legend(loc="upper center", ncol=len(groups), fontsize=8, bbox_to_anchor=(0.5, 1.0))
+        top = 0.93
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        fig.suptitle(title, y=top)
+        top -= 0.05
+    fig.tight_layout(rect=(0, 0, 1, top))
     return fig
 
 
@@ -54,10 +57,10 @@ def plot_utility_controlled(curve: pd.DataFrame, *, predictors: Sequence[str] | 
     tolerances = sorted(curve["tolerance"].unique())
     finite = [t for t in tolerances if math.isfinite(t)]
     position = {t: (t if math.isfinite(t) else (max(finite) * 4 if finite else 1.0)) for t in tolerances}
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     for k, name in enumerate(names):
         g = curve[curve["predictor"] == name].sort_values("tolerance")
-        style = dict(lw=2.5, color="k") if name == INDICATOR else dict(lw=1.2, color=f"C{k}")
+        style = {"lw": 2.5, "color": "k", "zorder": 5} if name == INDICATOR else {"lw": 1.2, "color": f"C{k}"}
         ax.plot(g["tolerance"].map(position), g["concordant_fraction"], "o-", label=name, **style)
     counts = curve[curve["predictor"] == names[0]].set_index("tolerance")["n_pairs"]
     ax.set_xscale("log")
@@ -69,7 +72,7 @@ def plot_utility_controlled(curve: pd.DataFrame, *, predictors: Sequence[str] | 
     unit = "standard errors of the test metric" if bool(curve["in_se"].iloc[0]) else "absolute test metric"
     ax.set_xlabel(f"tolerance on the test-performance difference ({unit})")
     ax.set_ylabel("separated pairs ordered as the attack")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     if title:
         ax.set_title(title)
     fig.tight_layout()
