@@ -299,3 +299,11 @@ def test_a_table_where_the_attack_separates_nothing_still_concludes():
     assert found["n_separated"] == 0 and found["controlled_pairs"] == 0 and not found["controlled_decides"]
     assert "this test does not decide here" in P.conclusions_text(found)
     assert found["partial_mean"] == pytest.approx(1.0)                  # the partial correlation needs no intervals
+
+
+def test_four_configurations_are_too_few_to_claim_more_than_the_drop():
+    found = P.conclusions(audit_table(n_configurations=4, seed=6, width=0.002), tolerance=5.0, budget=0.1)
+    assert found["partial_mean"] == pytest.approx(1.0) and found["partial_positive"] == 4
+    assert found["partial_p"] == pytest.approx(0.125)                  # 4 of 4 positive: not below 0.05
+    assert not found["partial_significant"] and not found["adds_beyond_drop"]
+    assert "does not demonstrably know more" in P.conclusions_text(found)

@@ -497,6 +497,7 @@ def recommendation_comparison(table: pd.DataFrame, budgets: Sequence[float] = (0
 # ------------------------------------------------------------------------------------------------- conclusions
 
 INDICATORS = ("ranking_score", "ranking_score_averaged", "r_min")
+SIGNIFICANCE = 0.05          # the partial correlation counts when its interval excludes 0 and the sign test passes this
 MIN_CONTROLLED_PAIRS = 20   # fewer separated pairs of equal utility than this: the pair test does not decide
 
 
@@ -517,7 +518,8 @@ def conclusions(table: pd.DataFrame, *, tolerance: float = 1.0, in_se: bool = Tr
     - ``recommend_*``: the most private release by the ranking score within a drop ``budget`` against every
       other predictor within the same budget (hit rate: the attack's own choice; regret in AUC);
     - verdicts: ``indicator_beats_baselines`` (higher fraction than every baseline), ``adds_beyond_drop``
-      (the partial correlation's bootstrap interval above 0, and, where at least ``MIN_CONTROLLED_PAIRS`` pairs of
+      (``partial_significant``: the partial correlation's bootstrap interval above 0 and its sign test at
+      p < ``SIGNIFICANCE``; and, where at least ``MIN_CONTROLLED_PAIRS`` pairs of
       equal utility are separated (``controlled_decides``), a utility-controlled fraction at least the drop's),
       ``combination_beats_singles`` (the budgeted ranking score has a higher hit rate than every other predictor in
       the same budget, and its regret minus that of the lowest-regret other predictor, paired by configuration,
@@ -566,7 +568,8 @@ def conclusions(table: pd.DataFrame, *, tolerance: float = 1.0, in_se: bool = Tr
     found["recommend_random_hit"] = float(picks.loc["random", "hit_rate"])
     found["indicator_beats_baselines"] = bool(found[f"{INDICATOR}_fraction"] > found["best_baseline_fraction"])
     found["controlled_decides"] = found["controlled_pairs"] >= MIN_CONTROLLED_PAIRS
-    found["adds_beyond_drop"] = bool(found["partial_n"] > 0 and found["partial_low"] > 0 and (
+    found["partial_significant"] = bool(found["partial_low"] > 0 and found["partial_p"] < SIGNIFICANCE)
+    found["adds_beyond_drop"] = bool(found["partial_significant"] and (
         not found["controlled_decides"] or found["controlled_indicator_fraction"] >= found["controlled_drop_fraction"]))
     found["combination_beats_singles"] = bool(found["recommend_hit"] > found["recommend_best_single_hit"]
                                               and found["recommend_regret_difference_high"] < 0)
@@ -666,9 +669,10 @@ def conclusions_text(found: dict) -> str:
     elif math.isnan(found["partial_low"]):
         verdict = ("So **this table cannot tell** whether the indicator knows more than the accuracy drop: too few "
                    "independent configurations for an interval.")
-    elif not found["partial_low"] > 0:
+    elif not found["partial_significant"]:
         verdict = ("So **on this evidence the indicator does not demonstrably know more than the accuracy drop**: "
-                   "given the drop, its rank correlation with the attack has an interval that includes 0.")
+                   "given the drop, its rank correlation with the attack is not positive beyond doubt (its interval "
+                   f"must exclude 0 and its sign test reach p < {SIGNIFICANCE:g}).")
     else:
         verdict = ("So **the evidence is mixed**: the rank correlation survives the control for the drop, but "
                    "between releases of equal utility the drop orders more pairs as the attack does.")
