@@ -1,13 +1,14 @@
 """The molecular study (THEORY.md §6, issue 6): privacy against performance of quantized MLP heads.
 
 For every task (``mislib.molecules.datasets``), embedder (``mislib.molecules.embedders``) and seed,
-``configuration_rows`` runs one audit (``mislib.evaluation.audit.run_audit``) of an MLP head on frozen embeddings
-and returns its tidy rows. The steps that are specific to molecules live here (the molecules' side, steps 1-4,
-in ``mislib.studies.molecular_data``); everything else (training target and shadows in one batched call,
+``configuration_rows`` (``mislib.studies.molecular_audit``) runs one audit (``mislib.evaluation.audit.run_audit``)
+of MLP heads on frozen embeddings and returns its tidy rows; this module runs the grid and reads the table. The
+steps that are specific to molecules are in ``mislib.studies.molecular_data`` (steps 1-4); everything else (training target and shadows in one batched call,
 release, indicator, attacks, test metrics) is ``mislib.evaluation.audit``.
 
-1. **Molecules.** ``molecules.load(task, n_molecules, seed=data_seed)``: one fixed subsample per task, the same
-   for every seed (so that each embedding is computed once and cached by ``embedders.embed_cached``).
+1. **Molecules.** ``molecules.load(task, n_molecules, seed=data_seed)``: every molecule at the paper preset
+   (``"all"``), a fixed subsample at the smoke preset; each embedding is computed once and cached by
+   ``embedders.embed_cached``.
    Molecules the embedder fails on (NaN rows) are dropped and counted.
 2. **Split** (``split_molecules``, seeded, stratified by class for classification): a *reference* part, used
    only to fit the preprocessing; a *test* part, used only to measure task performance; and the *pool*, which
@@ -24,8 +25,10 @@ release, indicator, attacks, test metrics) is ``mislib.evaluation.audit``.
    same size, and the exact (Cholesky) sandwich stays cheap.
 4. **Targets.** Regression labels are standardised with the reference molecules' mean and standard deviation;
    the RMSE is reported back in the task's units (``target_scale`` times the standardised RMSE).
-5. **Audit** (``mislib.evaluation.audit.run_audit``) with an ``audit.ModelSpec("mlp", ...)`` and the quantizers of
-   ``STUDY_QUANTIZERS``.
+5. **Audit** (``mislib.evaluation.audit.run_audit``) with an ``audit.ModelSpec("mlp", ...)``, the quantizers of
+   ``STUDY_QUANTIZERS`` and the bits-by-sparsity releases ``FACTORIAL_RELEASES``; ``n_targets`` of the trained
+   models (the target, then shadows) play the target in turn, each an independent training set (column
+   ``target``).
 
 The table ``data/results/molecular.csv`` (``run_study``, resumable through ``experiments.cached_grid``) has the
 audit's columns (``audit.COLUMNS``) preceded by ``task``, ``task_kind``, ``embedder``, ``n_features``,
@@ -33,9 +36,10 @@ audit's columns (``audit.COLUMNS``) preceded by ``task``, ``task_kind``, ``embed
 initialisation: the seed, unless the target had to be retrained, see ``configuration_rows``). A configuration
 whose target never reached a positive-definite minimum has a single row, method ``failure`` (``failures``).
 
-Reading it: ``summarise`` (one row per task, embedder and quantizer, seeds averaged), ``pareto_front``,
-``quantizer_ranking`` and ``conclusions`` (what the notebook states, computed from the table), and
-``plot_tradeoff`` (the figure).
+Reading it: ``main_releases`` (the ten quantizers; the factorial design is ``mislib.studies.bits_sparsity``),
+``per_seed`` (one row per audited head and quantizer), ``summarise`` (audited heads averaged), ``pareto_front``,
+``quantizer_ranking``, ``attack_comparison`` and ``conclusions`` (what the notebook states, computed from the
+table), and ``plot_tradeoff`` (the figure).
 """
 
 from __future__ import annotations
