@@ -31,7 +31,7 @@ def study_quantizers(specs) -> dict:
 def configuration_rows(item: dict) -> pd.DataFrame:
     """The audit rows of one (task, embedder, seed). ``item`` holds ``task``, ``embedder``, ``seed`` and the
     shared settings: ``n_molecules`` (a dict task -> size or None), ``data_seed``, ``reference_fraction``,
-    ``test_fraction``, ``n_features``, ``clip``, ``hidden``, ``ridge``, ``n_iter``, ``lr``, ``n_shadow``,
+    ``test_fraction``, ``n_features``, ``clip``, ``hidden`` (an int, or a dict task -> int), ``ridge``, ``n_iter``, ``lr``, ``n_shadow``,
     ``n_targets``, ``n_bootstrap``, ``indicator_bootstrap``, ``quantizers`` (triples) and optionally ``device``."""
     import torch
 
@@ -45,6 +45,7 @@ def configuration_rows(item: dict) -> pd.DataFrame:
                        clip=item.get("clip", 5.0))
     as_tensor = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
     quantizers = study_quantizers(item["quantizers"])
+    hidden = item["hidden"][task] if isinstance(item["hidden"], dict) else item["hidden"]
     table = None
     for attempt in range(MAX_INIT_ATTEMPTS):
         # Why retries: the MLP objective is not convex. If the target ends where its Hessian is not positive
@@ -52,14 +53,14 @@ def configuration_rows(item: dict) -> pd.DataFrame:
         # the sandwich does not exist; the whole configuration (target and shadows alike) is retrained from
         # another initialisation, and the table records which one (``init_seed``).
         init_seed = seed + INIT_SEED_STRIDE * attempt
-        spec = audit.ModelSpec(kind="mlp", task=prepared.kind, ridge=item["ridge"], hidden=item["hidden"],
+        spec = audit.ModelSpec(kind="mlp", task=prepared.kind, ridge=item["ridge"], hidden=hidden,
                                n_iter=item["n_iter"], lr=item["lr"], init_seed=init_seed)
         try:
             table = audit.run_audit(as_tensor(prepared.X_pool), as_tensor(prepared.y_pool),
                                     as_tensor(prepared.X_test), as_tensor(prepared.y_test), quantizers, model=spec,
                                     n_shadow=item["n_shadow"], seed=seed, n_bootstrap=item["n_bootstrap"],
                                     indicator_bootstrap=item["indicator_bootstrap"], device=item.get("device"),
-                                    model_label=f"mlp (hidden {item['hidden']})", n_targets=item.get("n_targets", 1))
+                                    model_label=f"mlp (hidden {hidden})", n_targets=item.get("n_targets", 1))
             break
         except ValueError as error:
             if "positive definite" not in str(error):
@@ -67,7 +68,7 @@ def configuration_rows(item: dict) -> pd.DataFrame:
     if table is None:
         # Every initialisation ended on a singular Hessian (in our runs: a switched-off unit, whose minimum does
         # not depend on the initialisation). The configuration is recorded as failed, not dropped silently.
-        table = pd.DataFrame([{"model": f"mlp (hidden {item['hidden']})", "quantizer": "(all)",
+        table = pd.DataFrame([{"model": f"mlp (hidden {hidden})", "quantizer": "(all)",
                                "sample_size": int(prepared.split.pool.size // 2), "seed": seed,
                                "method": "failure", "measurement": FAILURE_MEASUREMENT,
                                "value": float(MAX_INIT_ATTEMPTS), "value_low": math.nan, "value_high": math.nan}])
