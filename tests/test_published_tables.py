@@ -157,7 +157,7 @@ def _compare(name: str, committed: pd.DataFrame, recomputed: pd.DataFrame) -> li
             a, b = a.astype(float), b.astype(float)
             same = (a == b) | ((a - b).abs() <= ATOL + RTOL * b.abs()) | (a.isna() & b.isna())
         else:
-            same = a.astype(str) == b.astype(str)
+            same = (a.astype(str) == b.astype(str)) | (a.isna() & b.isna())
         if not same.all():
             first = int((~same).to_numpy().argmax())
             problems.append(f"{name}.{column}: {int((~same).sum())} of {len(same)} differ, e.g. row {first}: "
