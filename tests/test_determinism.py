@@ -51,7 +51,8 @@ random.seed(seed), numpy.random.seed(seed), torch.manual_seed(seed)
 from mislib.studies import molecular as study
 
 settings = dict(n_molecules=120, data_seed=0, reference_fraction=0.2, test_fraction=0.2, n_features=8, clip=5.0,
-                hidden=4, ridge=1e-2, n_iter=200, lr=0.02, n_shadow=4, n_bootstrap=10, indicator_bootstrap=2)
+                hidden=4, ridge=1e-2, n_iter=200, lr=0.02, n_shadow=4, n_targets=1, n_bootstrap=10,
+                indicator_bootstrap=2)
 quantizers = (("identity", "identity", {{}}), ("uniform 4-bit", "uniform", {{"bits": 4}}),
               ("uniform 4-bit, pow2 scale", "uniform", {{"bits": 4, "scale_format": "pow2"}}),
               ("k-means 2-bit", "kmeans", {{"bits": 2}}), ("ternary absmean", "ternary_absmean", {{}}),
