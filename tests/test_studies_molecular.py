@@ -427,3 +427,10 @@ def test_deprecated_indicator_agreement_is_the_evaluation_one():
     new = agreement.indicator_agreement(study.check_table(table), reference=study.LIRA, by=study.CONFIGURATION)
     assert new.set_index("indicator").loc["ranking_score", "n_separated"] > 0
     pd.testing.assert_frame_equal(old, new)
+
+
+def test_design_summary_counts_the_weights_of_each_head():
+    paper = study.preset_sizes("paper")
+    text = study.design_summary(paper)
+    assert "b3db_classification 16 hidden units (545 weights)" in text and "freesolv 4 hidden units (137 weights)" in text
+    assert "32 shadows, 8 audited heads" in text

@@ -136,6 +136,14 @@ def head_hidden(sizes: dict, task: str) -> int:
     return int(hidden[task]) if isinstance(hidden, dict) else int(hidden)
 
 
+def design_summary(sizes: dict) -> str:
+    """One line: the heads of each task (hidden units and weights), the shadow models and the audited heads."""
+    heads = ", ".join(f"{task} {head_hidden(sizes, task)} hidden units "
+                      f"({head_hidden(sizes, task) * (sizes['n_features'] + 2) + 1} weights)" for task in sizes["tasks"])
+    return (f"MLP heads on {sizes['n_features']} features: {heads}; {sizes['n_shadow']} shadows, "
+            f"{sizes['n_targets']} audited heads per configuration")
+
+
 def study_settings(sizes: dict, hidden: int | dict | None = None) -> dict:
     """The settings of ``run_study`` (every key of ``SETTING_KEYS``) from a preset's sizes (``preset_sizes``):
     the fixed choices of the study (splits 0.2 / 0.2, clipping at 5 sd, ridge 0.03, learning rate 0.02) and
