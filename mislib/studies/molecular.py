@@ -138,8 +138,9 @@ def head_hidden(sizes: dict, task: str) -> int:
 
 def design_summary(sizes: dict) -> str:
     """One line: the heads of each task (hidden units and weights), the shadow models and the audited heads."""
-    heads = ", ".join(f"{task} {head_hidden(sizes, task)} hidden units "
-                      f"({head_hidden(sizes, task) * (sizes['n_features'] + 2) + 1} weights)" for task in sizes["tasks"])
+    hidden = {task: head_hidden(sizes, task) for task in sizes["tasks"]}
+    heads = ", ".join(f"{task} {h} hidden units ({h * (sizes['n_features'] + 2) + 1} weights)"
+                      for task, h in hidden.items())
     return (f"MLP heads on {sizes['n_features']} features: {heads}; {sizes['n_shadow']} shadows, "
             f"{sizes['n_targets']} audited heads per configuration")
 
@@ -310,7 +311,7 @@ def quantizer_ranking(table: pd.DataFrame) -> pd.DataFrame:
       against the identity release, per task kind;
     - ``pareto_count``: in how many tasks' fronts (``with_pareto``) the quantizer appears with some embedder."""
     wide = per_seed(table)
-    groups = wide.groupby(["task", "embedder", "seed", "target"], sort=False)
+    groups = wide.groupby(list(CONFIGURATION), sort=False)
     wide["lira_rank"] = groups["lira_auc"].rank(method="average", ascending=True)
     wide["ranking_score_rank"] = groups["ranking_score"].rank(method="average", ascending=False)
     by_q = wide.groupby("quantizer", sort=False)
