@@ -116,9 +116,18 @@ def structured_or_sandwich_variance(problem: Objective, hessian, settings, cg_to
     """``sandwich_variance`` at the optimum, except for large generalised linear models with ``hessian="auto"``:
     those take the exact structured path of ``mislib.sandwich`` (Woodbury, no sketch, O(p n^2)). ``settings``:
     the ``(model, loss, ridge, sample_weight, penalize)`` the objective was built from."""
-    from mislib import sandwich
+    from mislib import sandwich, tanh_mlp
 
     model, loss, ridge, sample_weight, penalize = settings
+    if hessian == "auto" and problem.p > EXACT_MAX_PARAMETERS and tanh_mlp.applies(model, loss, penalize) \
+            and ridge > 0:
+        # exact, matrix-free: conjugate gradients preconditioned by the Gauss-Newton inverse (no sketch)
+        params = {name: value.detach() for name, value in model.named_parameters()}
+        se, newton_step, _ = tanh_mlp.standard_errors(params, problem.X, problem.y, task=tanh_mlp.task_of(model),
+                                                      ridge=ridge, sample_weight=sample_weight)
+        var = torch.cat([se[name].reshape(-1) for name, _ in model.named_parameters()]) ** 2
+        _warn_if_not_at_optimum(newton_step.to(var), var)
+        return var.to(problem.theta.dtype), "exact (tanh-mlp pcg)", None
     if hessian == "auto" and problem.p > EXACT_MAX_PARAMETERS and sandwich.glm_applies(model, loss, penalize):
         se = sandwich.model_standard_errors(model, problem.X, problem.y, loss, ridge=ridge,
                                             sample_weight=sample_weight)

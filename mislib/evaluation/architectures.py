@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 
 from mislib.infra.checks import check_choice, check_float, check_int
-from mislib.objective import tanh_mlp_derivatives
+from mislib import tanh_mlp
+from mislib.objective import EXACT_MAX_PARAMETERS, tanh_mlp_derivatives
 
 MODELS = ("logistic", "linear", "mlp")
 TASKS = ("classification", "regression")
@@ -128,8 +129,15 @@ def polish_mlp(params: dict, X, y, weights, *, task: str = "classification", rid
     indicator assumes an M-estimator at its minimum. Newton steps with the exact Hessian (Cholesky where it is
     positive definite, saddle-free ``|eigenvalues|`` elsewhere, so every step descends) and backtracking; a
     model leaves the active set once its gradient is below ``tol`` at a positive-definite Hessian. Models that
-    do not get there in ``max_iter`` steps are reported with a warning."""
+    do not get there in ``max_iter`` steps are reported with a warning. Heads with more than
+    ``EXACT_MAX_PARAMETERS`` parameters take the matrix-free path (``mislib.tanh_mlp.polish``: the same Newton
+    steps by preconditioned conjugate gradients, damped where the Hessian is indefinite)."""
     W0 = params["hidden.weight"]
+    h, d = W0.shape[1:]
+    if h * (d + 2) + 1 > EXACT_MAX_PARAMETERS:
+        out, done = tanh_mlp.polish(params, X, y, weights, task=task, ridge=ridge, max_iter=max_iter, tol=tol)
+        _warn_unfinished(int((~done).sum()), W0.shape[0], tol, max_iter)
+        return out
     w = weights / weights.sum(1, keepdim=True)
     out = {name: value.clone() for name, value in params.items()}
     active = torch.arange(W0.shape[0], device=W0.device)
@@ -164,11 +172,14 @@ def polish_mlp(params: dict, X, y, weights, *, task: str = "classification", rid
         updated = _mlp_from_flat(theta - size.unsqueeze(1) * step, part)
         for name in out:
             out[name][active] = updated[name]
-    if active.numel():
-        warnings.warn(f"polish_mlp: {active.numel()} of {W0.shape[0]} models did not reach a minimum with "
-                      f"gradient <= {tol:g} and a positive-definite Hessian in {max_iter} Newton steps",
-                      RuntimeWarning, stacklevel=2)
+    _warn_unfinished(active.numel(), W0.shape[0], tol, max_iter)
     return out
+
+
+def _warn_unfinished(count: int, total: int, tol: float, max_iter: int):
+    if count:
+        warnings.warn(f"polish_mlp: {count} of {total} models did not reach a minimum with gradient <= {tol:g} "
+                      f"and a positive-definite Hessian in {max_iter} Newton steps", RuntimeWarning, stacklevel=3)
 
 
 def _mlp_objective(params, X, y, w, task, ridge):

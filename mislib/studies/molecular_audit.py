@@ -74,7 +74,7 @@ def configuration_rows(item: dict) -> pd.DataFrame:
                                "value": float(MAX_INIT_ATTEMPTS), "value_low": math.nan, "value_high": math.nan}])
     rmse = (table["method"] == "test") & (table["measurement"] == "rmse")
     table.loc[rmse, ["value", "value_low", "value_high"]] *= prepared.target_scale   # back to the task's units
-    ids = {"task": task, "task_kind": prepared.kind, "embedder": embedder, "n_features": item["n_features"],
+    ids = {"task": task, "task_kind": prepared.kind, "embedder": embedder, "n_features": prepared.X_pool.shape[1],
            "n_molecules": prepared.n_molecules, "n_reference": int(prepared.split.reference.size),
            "n_test": int(prepared.split.test.size), "n_pool": int(prepared.split.pool.size),
            "target_scale": prepared.target_scale, "init_seed": init_seed}

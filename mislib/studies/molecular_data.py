@@ -85,10 +85,13 @@ class Featuriser:
     ``standardise``: impute and standardise first (continuous embedders), clipped at ``clip``. Then the first
     ``n_features`` principal components of the (centred) reference rows, each divided by its standard
     deviation on the reference rows, so that every input has unit variance there. Component signs are fixed
-    (largest loading positive), so the same data give the same features."""
+    (largest loading positive), so the same data give the same features.
 
-    def __init__(self, n_features: int, *, standardise: bool, clip: float = 5.0):
-        self.n_features = check_int("n_features", n_features, minimum=1)
+    ``n_features=None``: the full representation, no projection (what a chemist trains on): fingerprints stay
+    0/1 (sparse: an ECFP4 row has about 2% ones), continuous embeddings are standardised and clipped."""
+
+    def __init__(self, n_features: int | None, *, standardise: bool, clip: float = 5.0):
+        self.n_features = None if n_features is None else check_int("n_features", n_features, minimum=1)
         self.standardise = bool(standardise)
         self.clip = check_float("clip", clip, low=0.0, low_open=True)
 
@@ -99,6 +102,9 @@ class Featuriser:
         if self.standardise:
             self.standardiser_ = Standardiser(clip=self.clip).fit(reference)
             reference = self.standardiser_.transform(reference).astype(np.float64)
+        self.n_columns_ = reference.shape[1]
+        if self.n_features is None:
+            return self
         self.mean_ = reference.mean(axis=0)
         centred = reference - self.mean_
         _, singular, vt = np.linalg.svd(centred, full_matrices=False)
@@ -115,14 +121,16 @@ class Featuriser:
         return self
 
     def transform(self, matrix: np.ndarray) -> np.ndarray:
-        if not hasattr(self, "components_"):
+        if not hasattr(self, "n_columns_"):
             raise RuntimeError("Featuriser.transform called before fit")
         matrix = _finite_matrix("matrix", matrix, allow_nan=self.standardise)
+        if matrix.shape[1] != self.n_columns_:
+            raise ValueError(f"matrix has {matrix.shape[1]} columns, the featuriser was fitted on "
+                             f"{self.n_columns_}")
         if self.standardise:
             matrix = self.standardiser_.transform(matrix).astype(np.float64)
-        if matrix.shape[1] != self.mean_.size:
-            raise ValueError(f"matrix has {matrix.shape[1]} columns, the featuriser was fitted on "
-                             f"{self.mean_.size}")
+        if self.n_features is None:
+            return matrix
         return ((matrix - self.mean_) @ self.components_.T) / self.scale_
 
 
@@ -153,7 +161,7 @@ class PreparedTask:
     split: MolecularSplit
 
 
-def prepare(task: str, embedder: str, *, n_molecules, seed: int, n_features: int, data_seed: int = 0,
+def prepare(task: str, embedder: str, *, n_molecules, seed: int, n_features: int | None, data_seed: int = 0,
             reference_fraction: float = 0.2, test_fraction: float = 0.2, clip: float = 5.0,
             progress: bool = False) -> PreparedTask:
     """Load, embed (cached), split and featurise one task for one seed (module notes, steps 1-4)."""
