@@ -265,7 +265,8 @@ BOOTSTRAP_MEASUREMENTS = ("ranking_score", "r_min", "r_min_with_scale", "r_soft"
 def indicator_of_model(model: nn.Module, X, y, loss=None, quantizers=(), *, ridge: float = 0.0,
                        n_bootstrap_ci: int = 0, confidence: float = 0.95, seed: int = 0, hessian: str = "auto",
                        penalize=None, cg_sketch: int | None = 256, chunk_size: int = 2 ** 22,
-                       average: bool = True, n_nodes: int = 64, verbose: bool = False):
+                       average: bool = True, n_nodes: int = 64, stderr: dict | None = None,
+                       verbose: bool = False):
     """Indicator of each quantizer at a trained module, one row per quantizer (a pandas DataFrame).
 
     Parameters
@@ -287,6 +288,10 @@ def indicator_of_model(model: nn.Module, X, y, loss=None, quantizers=(), *, ridg
         dropped and counted (column ``bootstrap_dropped``).
     average : bool
         Also compute the uncertainty-averaged estimator (``ranking_score_averaged``; ``n_nodes`` per coordinate).
+    stderr : dict or None
+        The model's standard errors if already computed (as ``standard_errors`` returns them: a dict shaped like
+        ``model.named_parameters()``): used as they are, not recomputed (``seconds`` then excludes them, and
+        the column ``standard_errors`` reads ``"given"``).
     verbose : bool
         Print the table (quantizer, ranking score, averaged score, r_min, delta estimate).
 
@@ -329,11 +334,15 @@ def indicator_of_model(model: nn.Module, X, y, loss=None, quantizers=(), *, ridg
     seed = check_int("seed", seed, minimum=0)
     start = time.perf_counter()
     problem = Objective(model, X, y, loss, ridge, None, penalize, chunk_size)
-    var, mode, _ = structured_or_sandwich_variance(problem, hessian, (model, loss, ridge, None, penalize), 1e-10,
-                                                   500, cg_sketch, seed)
-    se_time = time.perf_counter() - start
-    stderr = unflatten_params(var.clamp_min(0).sqrt(), problem.like)
     theta = unflatten_params(problem.theta, problem.like)
+    if stderr is None:
+        var, mode, _ = structured_or_sandwich_variance(problem, hessian, (model, loss, ridge, None, penalize),
+                                                       1e-10, 500, cg_sketch, seed)
+        stderr = unflatten_params(var.clamp_min(0).sqrt(), problem.like)
+        mode = f"sandwich ({mode})"
+    else:
+        mode = "given"      # checked against theta by indicator_from_estimates
+    se_time = time.perf_counter() - start
     results, seconds, averaged_seconds = {}, {}, {}
     for label, q in items:
         t0 = time.perf_counter()
@@ -360,7 +369,7 @@ def indicator_of_model(model: nn.Module, X, y, loss=None, quantizers=(), *, ridg
     rows = []
     for label, _ in items:
         row = results[label].as_row()
-        row.update({"standard_errors": f"sandwich ({mode})", "seconds": seconds[label],
+        row.update({"standard_errors": mode, "seconds": seconds[label],
                     "averaged_seconds": averaged_seconds[label],
                     "bootstrap_seconds": boot_time, "model_fits": n_bootstrap_ci,
                     "n_bootstrap_ci": n_bootstrap_ci, "bootstrap_dropped": dropped})

@@ -261,3 +261,57 @@ def test_many_targets_need_enough_shadows():
         audit.run_audit(X, y, X, y, q, n_shadow=6, n_targets=8)
     with pytest.raises(ValueError, match="attacks_on"):
         audit.run_audit(X, y, X, y, q, n_shadow=6, n_targets=2, attacks_on=False)
+
+
+def test_indicator_of_model_with_given_standard_errors_is_the_same_table():
+    """The audit computes the sandwich once and passes it on (``stderr=``): same indicator to the bit."""
+    from mislib import indicator
+    from mislib.modules import LogisticRegression
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(120, 3, generator=g, dtype=torch.float64)
+    y = (torch.rand(120, generator=g, dtype=torch.float64) < torch.sigmoid(2 * X[:, 0])).double()
+    model = LogisticRegression(3)
+    opt = torch.optim.LBFGS(model.parameters(), max_iter=200, tolerance_grad=1e-12)
+
+    def closure():
+        opt.zero_grad()
+        f = model(X)
+        loss = (torch.nn.functional.softplus(f) - y * f).mean() + 0.5e-2 * (model.linear.weight ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    qs = {"grid": Q.get("fixed_grid", step=0.25), "uniform 3-bit": Q.get("uniform", bits=3)}
+    se = indicator.standard_errors(model, X, y, "logistic", ridge=1e-2)
+    own = indicator.indicator_of_model(model, X, y, "logistic", qs, ridge=1e-2)
+    given = indicator.indicator_of_model(model, X, y, "logistic", qs, ridge=1e-2, stderr=se)
+    assert set(given.standard_errors) == {"given"} and own.standard_errors[0].startswith("sandwich")
+    pd.testing.assert_frame_equal(given[list(audit.INDICATOR_MEASUREMENTS)], own[list(audit.INDICATOR_MEASUREMENTS)],
+                                  check_exact=True)
+    assert given.ranking_score.gt(0).all()
+    wider = indicator.indicator_of_model(model, X, y, "logistic", qs, ridge=1e-2,
+                                         stderr={k: 2 * v for k, v in se.items()})
+    assert (wider.r_min.to_numpy() < own.r_min.to_numpy()).all()     # used as given: twice the errors, lower r
+    with pytest.raises(ValueError, match="same structure"):
+        indicator.indicator_of_model(model, X, y, "logistic", qs, ridge=1e-2,
+                                     stderr={"linear.weight": se["linear.weight"]})
+
+
+@pytest.mark.parametrize("task, shape", [("classification", (50,)), ("classification", (50, 3)),
+                                         ("regression", (50,))])
+def test_primary_performance_is_the_primary_entry_of_performance(task, shape):
+    from mislib.evaluation import audit_utility
+
+    g = torch.Generator().manual_seed(1)
+    outputs = torch.randn(*shape, generator=g, dtype=torch.float64)
+    noisy = outputs + 0.7 * torch.randn(*shape, generator=g, dtype=torch.float64)
+    if task == "regression":
+        y = noisy
+    else:
+        y = (noisy > 0).double() if len(shape) == 1 else noisy.argmax(-1).double()
+    arch = audit.Architecture(audit.ModelSpec(kind="mlp", task=task), 4, None if task == "regression"
+                              else (shape[-1] if len(shape) == 2 else 2), "cpu")
+    primary = audit_utility.primary_performance(arch, outputs, y)
+    assert primary == audit_utility.performance(arch, outputs, y)[audit.PRIMARY_METRIC[task]]
+    assert 0.6 < primary < 1.0      # informative but noisy outputs: AUROC (or R^2 about 1 / (1 + 0.49))

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import norm
 
 from mislib import attacks
-from mislib.studies import heldout_advantage as H
+from mislib import heldout as H
 from mislib.studies import privacy_vs_n as P
 from mislib.studies import privacy_vs_n_summary as S
 

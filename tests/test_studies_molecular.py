@@ -434,3 +434,13 @@ def test_design_summary_counts_the_weights_of_each_head():
     text = study.design_summary(paper)
     assert "b3db_classification 16 hidden units (545 weights)" in text and "freesolv 4 hidden units (137 weights)" in text
     assert "32 shadows, 8 audited heads" in text
+
+
+def test_head_hidden_reads_an_int_or_a_dict_per_task():
+    from mislib.studies import molecular, molecular_audit
+
+    assert molecular_audit.head_hidden(8, "freesolv") == 8
+    assert molecular_audit.head_hidden({"freesolv": 4, "b3db_classification": 16}, "b3db_classification") == 16
+    assert molecular.head_hidden({"hidden": {"freesolv": 4}}, "freesolv") == 4
+    with pytest.raises(KeyError):
+        molecular_audit.head_hidden({"freesolv": 4}, "solubility")

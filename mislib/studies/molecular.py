@@ -53,6 +53,7 @@ import pandas as pd
 from mislib.evaluation import agreement
 from mislib.evaluation.quantizer_specs import FACTORIAL_SPECS, select_specs
 from mislib.infra.checks import check_choice, check_float, check_int
+from mislib.studies import molecular_audit
 from mislib.studies.molecular_audit import (FAILURE_MEASUREMENT, INIT_SEED_STRIDE,  # noqa: F401  (re-exported)
                                              MAX_INIT_ATTEMPTS, AuditWorker, configuration_rows,
                                              study_quantizers)
@@ -131,9 +132,9 @@ def preset_sizes(preset: str, seed: int = 0) -> dict:
 
 
 def head_hidden(sizes: dict, task: str) -> int:
-    """Hidden units of the head of ``task`` in a preset's sizes (an int, or a dict task -> int)."""
-    hidden = sizes["hidden"]
-    return int(hidden[task]) if isinstance(hidden, dict) else int(hidden)
+    """Hidden units of the head of ``task`` in a preset's sizes (``molecular_audit.head_hidden`` of its
+    ``hidden``: an int, or a dict task -> int)."""
+    return molecular_audit.head_hidden(sizes["hidden"], task)
 
 
 def design_summary(sizes: dict) -> str:

@@ -23,6 +23,11 @@ INIT_SEED_STRIDE = 1000
 FAILURE_MEASUREMENT = "hessian_not_positive_definite"   # method "failure": value = initialisations tried
 
 
+def head_hidden(hidden, task: str) -> int:
+    """Hidden units of the head of ``task``: ``hidden`` is an int (every task) or a dict task -> int."""
+    return int(hidden[task]) if isinstance(hidden, dict) else int(hidden)
+
+
 def study_quantizers(specs) -> dict:
     """``{label: Quantizer}`` for ``(label, name, params)`` triples (``quantizer_specs.build_quantizers``)."""
     return build_quantizers([tuple(s) for s in specs])
@@ -45,7 +50,7 @@ def configuration_rows(item: dict) -> pd.DataFrame:
                        clip=item.get("clip", 5.0))
     as_tensor = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
     quantizers = study_quantizers(item["quantizers"])
-    hidden = item["hidden"][task] if isinstance(item["hidden"], dict) else item["hidden"]
+    hidden = head_hidden(item["hidden"], task)
     table = None
     for attempt in range(MAX_INIT_ATTEMPTS):
         # Why retries: the MLP objective is not convex. If the target ends where its Hessian is not positive

@@ -24,7 +24,7 @@ Design of one grid point ``(n, seed)`` (``measure_point``):
    and seed, fixed while ``n`` grows.
 5. **Attack**: LiRA online with one pooled variance (``attacks.lira_online_scores(fixed_variance=True)``) on
    the logit confidence of the released models. Metrics per target: AUC, the in-sample ``max |TPR - FPR|``
-   (biased upward, ``mislib.studies.heldout_advantage``), the held-out advantage (threshold chosen on one half,
+   (biased upward, ``mislib.heldout``), the held-out advantage (threshold chosen on one half,
    measured on the other, mirrored) and its permutation null (``n_permutations`` shuffles of the membership
    labels). The null draws averaged over the point's targets are kept, so that the band of the averaged
    advantage is exact (``summarise`` averages them over seeds as well).
@@ -153,7 +153,7 @@ def measure_point(X_pool, y_pool, X_public, y_public, *, n: int, seed: int, quan
     from mislib import attacks, indicator
     from mislib.evaluation.architectures import Architecture, ModelSpec
     from mislib.evaluation.audit import release, shadow_masks
-    from mislib.studies.heldout_advantage import null_band, permutation_null
+    from mislib.heldout import null_band, permutation_null
 
     X_pool, y_pool = np.asarray(X_pool, dtype=np.float64), np.asarray(y_pool, dtype=np.float64)
     if X_pool.ndim != 2 or y_pool.shape != (X_pool.shape[0],):

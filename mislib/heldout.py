@@ -1,4 +1,5 @@
-"""Membership advantage measured on held-out examples, and its permutation null (issue 14, part 2).
+"""Membership advantage measured on held-out examples, and its permutation null (issue 14, part 2): an attack
+metric of the core, next to ``mislib.attacks.attack_metrics`` (a module of its own only to keep ``attacks`` short).
 
 Why: ``mislib.attacks.advantage`` is ``max over thresholds |TPR - FPR|`` on the examples it is measured on. The
 maximum picks the luckiest threshold, so it is biased upward even when nothing leaks: with ``m`` members and
