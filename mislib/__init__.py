@@ -6,7 +6,8 @@ Three layers (docs/ARCHITECTURE.md):
   one family a module: release, cells, margins, storage; ``quantizers.get`` builds one by name), ``mis`` (exact
   MIS of quantized means and its rates), ``modules`` (the models as ``torch.nn.Module``s, parameters as dicts
   and flat vectors), ``indicator`` (standard errors and the indicator ``r_Q^n``), ``attacks`` (attack scores
-  and ROC metrics on plain arrays), ``plotting`` (the paper style). The core imports neither RDKit, ONNX
+  and ROC metrics on plain arrays), ``heldout`` (held-out |TPR - FPR| and its permutation null), ``tanh_mlp``
+  (matrix-free Newton polish and sandwich for large tanh heads), ``plotting`` (the paper style). The core imports neither RDKit, ONNX
   Runtime, datamol nor Dask.
 - **evaluation** (machinery the studies share): ``evaluation.trainers`` (batched trainers),
   ``evaluation.audit`` (shadow-model audits), ``evaluation.montecarlo`` (Monte-Carlo ground truth),
@@ -50,8 +51,8 @@ _ENTRY_POINTS = {
     "run_audit": ("mislib.evaluation.audit", "run_audit"),
 }
 
-_SUBMODULES = ("quantizers", "mis", "modules", "indicator", "attacks", "plotting", "evaluation", "studies", "infra",
-               "molecules")
+_SUBMODULES = ("quantizers", "mis", "modules", "indicator", "attacks", "heldout", "tanh_mlp", "plotting", "evaluation",
+               "studies", "infra", "molecules")
 
 __all__ = sorted(_ENTRY_POINTS)
 

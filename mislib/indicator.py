@@ -259,6 +259,7 @@ def estimate(theta, stderr, quantizer: Quantizer, n) -> IndicatorResult:
 
 # -------------------------------------------------------------------------------------- model-level driver
 
+ZERO_STDERR_FLOOR = 1e-12     # for weights the data cannot move (indicator_of_model, the audit's white-box attack)
 BOOTSTRAP_MEASUREMENTS = ("ranking_score", "r_min", "r_min_with_scale", "r_soft", "r_soft_with_scale")
 
 
@@ -291,7 +292,8 @@ def indicator_of_model(model: nn.Module, X, y, loss=None, quantizers=(), *, ridg
     stderr : dict or None
         The model's standard errors if already computed (as ``standard_errors`` returns them: a dict shaped like
         ``model.named_parameters()``): used as they are, not recomputed (``seconds`` then excludes them, and
-        the column ``standard_errors`` reads ``"given"``).
+        the column ``standard_errors`` reads ``"given"``). Standard errors of exactly 0, given or computed (a
+        fingerprint bit no training example has: its weights stay at 0), are floored at ``ZERO_STDERR_FLOOR``.
     verbose : bool
         Print the table (quantizer, ranking score, averaged score, r_min, delta estimate).
 
@@ -342,6 +344,10 @@ def indicator_of_model(model: nn.Module, X, y, loss=None, quantizers=(), *, ridg
         mode = f"sandwich ({mode})"
     else:
         mode = "given"      # checked against theta by indicator_from_estimates
+    # A standard error of exactly 0: the coordinate's feature is absent from every training example, so the
+    # ridge holds its weight at 0 and the sandwich sees no variation; floored, the weight never leaves its cell.
+    stderr = {name: value.clamp_min(ZERO_STDERR_FLOOR) if torch.is_tensor(value) else value
+              for name, value in stderr.items()}
     se_time = time.perf_counter() - start
     results, seconds, averaged_seconds = {}, {}, {}
     for label, q in items:

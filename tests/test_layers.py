@@ -12,7 +12,7 @@ import mislib
 
 PACKAGE = pathlib.Path(mislib.__file__).parent
 CORE = ("quantizers", "mis", "modules", "objective", "variance", "sandwich", "crossing", "indicator", "attacks",
-        "heldout", "plotting")
+        "heldout", "tanh_mlp", "plotting")
 HEAVY = ("rdkit", "onnxruntime", "datamol", "dask", "distributed")
 
 

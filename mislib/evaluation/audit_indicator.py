@@ -36,7 +36,7 @@ def target_standard_errors(s: AuditSetup, target_module) -> tuple[dict, np.ndarr
         se = indicator.standard_errors(target_module, X_members, y_members, s.arch.loss, ridge=s.spec.ridge,
                                        seed=s.seed)
     flat = flat_batch({k: v.unsqueeze(0) for k, v in se.items()})[0].cpu().numpy()
-    return se, np.maximum(flat, 1e-12), time.perf_counter() - start
+    return se, np.maximum(flat, indicator.ZERO_STDERR_FLOOR), time.perf_counter() - start
 
 
 def indicator_phase(s: AuditSetup, target_module, stderr: dict):
