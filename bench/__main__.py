@@ -1,6 +1,7 @@
 """Run every benchmark, then print the README's performance table (``make bench``; about 6 minutes on 2 cores).
 
-    python -m bench                 # batched training, indicator vs LiRA, indicator scaling, reproduce (smoke)
+    python -m bench                 # batched training, indicator vs LiRA, indicator scaling, tanh-MLP scaling,
+                                    # reproduce (smoke)
     python -m bench --skip reproduce --skip indicator_scaling
     python -m bench --paper         # also time the paper preset of make reproduce (about 30 minutes more)
 
@@ -14,13 +15,14 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench import batched_training, indicator_scaling, indicator_vs_lira, report
+from bench import batched_training, indicator_scaling, indicator_vs_lira, report, tanh_mlp_scaling
 from bench import reproduce as reproduce_bench
 
 BENCHMARKS = {
     "batched_training": lambda: batched_training.main(),
     "indicator_vs_lira": lambda: indicator_vs_lira.main(),
     "indicator_scaling": lambda: indicator_scaling.main([]),
+    "tanh_mlp_scaling": lambda: tanh_mlp_scaling.main([]),
     "reproduce": lambda: reproduce_bench.main(["--preset", "smoke"]),
 }
 

@@ -35,17 +35,12 @@ TASKS = ("classification", "regression")
 RHS_BLOCK_ENTRIES = 2 ** 24     # right-hand sides per block of the standard errors: at most this many entries
 
 
-def member_rows(X, y, weights):
-    """Each model's rows with positive weight, padded to the largest count with zero-weight rows.
-
-    ``X`` [N, d], ``y`` [N], ``weights`` [B, N] -> ``X`` [B, m, d], ``y`` [B, m], ``w`` [B, m] (summing to 1)."""
-    keep = weights > 0
-    counts = keep.sum(1)
-    m = int(counts.max())
-    # stable sort puts each model's kept rows first, in their original order
-    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :m]
-    w = torch.gather(weights, 1, order) * (torch.arange(m, device=X.device) < counts.unsqueeze(1))
-    return X[order], y[order], w / w.sum(1, keepdim=True)
+def member_index(w):
+    """[B, m]: each model's rows of positive weight (padded, with a row of weight 0, to the largest count)."""
+    keep = w > 0
+    m = int(keep.sum(1).max())
+    # a stable sort puts each model's kept rows first, in their original order
+    return torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :m]
 
 
 def unit_layout(params: dict) -> torch.Tensor:
@@ -71,11 +66,18 @@ def _loss_derivatives(f, y, task):
     return torch.nn.functional.softplus(f) - y * f, p - y, p * (1 - p)
 
 
+def _hidden(X, W, b):
+    """tanh pre-activations of every model on shared rows: ``X`` [N, d], ``W`` [B, h, d] -> [B, N, h] (one
+    matrix product for the whole batch)."""
+    B, h, d = W.shape
+    return (X @ W.reshape(B * h, d).T).reshape(-1, B, h).transpose(0, 1) + b.unsqueeze(1)
+
+
 def objective(params: dict, X, y, w, task: str, ridge: float) -> torch.Tensor:
-    """[B]: the training objective of every model (``X`` [B, m, d], ``y`` and ``w`` [B, m])."""
+    """[B]: the training objective of every model (``X`` [N, d] and ``y`` [N] shared, ``w`` [B, N])."""
     W, b = params["hidden.weight"], params["hidden.bias"]
     v, c = params["output.weight"][:, 0, :], params["output.bias"][:, 0]
-    f = (torch.tanh(torch.bmm(X, W.transpose(1, 2)) + b.unsqueeze(1)) * v.unsqueeze(1)).sum(-1) + c.unsqueeze(1)
+    f = (torch.tanh(_hidden(X, W, b)) * v.unsqueeze(1)).sum(-1) + c.unsqueeze(1)
     loss = _loss_derivatives(f, y, task)[0]
     return (w * loss).sum(1) + 0.5 * ridge * ((W ** 2).sum((1, 2)) + (v ** 2).sum(1))
 
@@ -83,19 +85,21 @@ def objective(params: dict, X, y, w, task: str, ridge: float) -> torch.Tensor:
 class Curvature:
     """The derivatives of a batch of heads at their parameters (module notes).
 
-    ``params``: ``fit_mlp_head``'s dict of ``[B, ...]`` tensors (one output); ``X`` [B, m, d], ``y`` [B, m] and
-    ``w`` [B, m] (each model's rows and normalised weights: ``member_rows``); ``task`` classification or
-    regression; ``ridge`` > 0. Directions are ``[B, R, p]`` (``R`` right-hand sides per model)."""
+    ``params``: ``fit_mlp_head``'s dict of ``[B, ...]`` tensors (one output); ``X`` [N, d] and ``y`` [N] the
+    rows every model may use, ``w`` [B, N] each model's normalised weights (0 off its training set); ``task``
+    classification or regression; ``ridge`` > 0; ``gram`` the [N, N] matrix ``X X'`` if already computed.
+    Directions are ``[B, R, p]`` (``R`` right-hand sides per model). Products with the data are single matrix
+    products over the shared rows; the Gauss-Newton kernel only over each model's rows of positive weight."""
 
-    def __init__(self, params: dict, X, y, w, task: str, ridge: float):
+    def __init__(self, params: dict, X, y, w, task: str, ridge: float, gram=None):
         check_choice("task", task, TASKS)
         self.ridge = check_float("ridge", ridge, low=0.0, low_open=True)
-        self.X, self.y, self.w, self.task = X, y, w, task
+        self.X, self.y, self.w, self.task, self.gram = X, y, w, task, gram
         W, b = params["hidden.weight"], params["hidden.bias"]
         self.W, self.v, self.c = W, params["output.weight"][:, 0, :], params["output.bias"][:, 0]
         self.B, self.h, self.d = W.shape
         self.p = self.h * (self.d + 2) + 1
-        t = torch.tanh(torch.bmm(X, W.transpose(1, 2)) + b.unsqueeze(1))          # [B, m, h]
+        t = torch.tanh(_hidden(X, W, b))                                            # [B, N, h]
         self.t, self.t1 = t, 1 - t * t
         self.t2 = -2 * t * self.t1
         self.A = self.v.unsqueeze(1) * self.t1                                       # df / da
@@ -118,22 +122,21 @@ class Curvature:
         return torch.cat([U, dv, dc.unsqueeze(-1)], dim=-1)
 
     def _times_X(self, dW):
-        """[B, R, h, d] -> X dW_j' for every unit: [B, R, m, h]."""
+        """[B, R, h, d] -> x_i . dW_j for every row and unit: [B, R, N, h]."""
         B, R, h, d = dW.shape
-        out = torch.bmm(self.X, dW.permute(0, 3, 1, 2).reshape(B, d, R * h))      # [B, m, R h]
-        return out.reshape(B, -1, R, h).transpose(1, 2)
+        return (self.X @ dW.reshape(B * R * h, d).T).reshape(-1, B, R, h).permute(1, 2, 0, 3)
 
     def _X_times(self, coef):
-        """[B, R, m, h] -> sum_i coef_ij x_i for every unit: [B, R, h, d]."""
-        B, R, m, h = coef.shape
-        out = torch.bmm(self.X.transpose(1, 2), coef.transpose(1, 2).reshape(B, m, R * h))   # [B, d, R h]
-        return out.reshape(B, self.d, R, h).permute(0, 2, 3, 1)
+        """[B, R, N, h] -> sum_i coef_ij x_i for every unit: [B, R, h, d]."""
+        B, R, N, h = coef.shape
+        return (self.X.T @ coef.permute(2, 0, 1, 3).reshape(N, B * R * h)).reshape(self.d, B, R, h) \
+            .permute(1, 2, 3, 0)
 
     # ------------------------------------------------------------------------------------ derivatives
     def gradient(self) -> torch.Tensor:
         """[B, p]: the gradient of the objective."""
-        coef = self.r1.unsqueeze(-1) * self.A                                        # [B, m, h]
-        gW = torch.bmm(coef.transpose(1, 2), self.X) + self.ridge * self.W
+        coef = self.r1.unsqueeze(-1) * self.A                                        # [B, N, h]
+        gW = self._X_times(coef.unsqueeze(1))[:, 0] + self.ridge * self.W
         gv = (self.r1.unsqueeze(-1) * self.t).sum(1) + self.ridge * self.v
         return self._join(gW.unsqueeze(1), coef.sum(1).unsqueeze(1), gv.unsqueeze(1),
                           self.r1.sum(1).reshape(-1, 1))[:, 0]
@@ -158,16 +161,21 @@ class Curvature:
 
     # ------------------------------------------------------------------------ Gauss-Newton inverse
     def _prepare(self):
-        """Factor S and the Schur complement once per point (module notes)."""
+        """Factor S and the Schur complement once per point (module notes), over each model's rows of positive
+        weight (``rows`` [B, m]; padding rows have weight 0, hence no effect)."""
         if self._factors is not None:
             return self._factors
-        root = self.r2.clamp_min(0).sqrt()                                            # D^1/2 [B, m]
-        K = torch.bmm(self.X, self.X.transpose(1, 2)) * torch.bmm(self.A, self.A.transpose(1, 2)) \
-            + torch.bmm(self.t, self.t.transpose(1, 2))
+        rows = member_index(self.w)
+        gather = lambda a: torch.gather(a, 1, rows.unsqueeze(-1).expand(-1, -1, a.shape[-1]))  # noqa: E731
+        gram = self.X @ self.X.T if self.gram is None else self.gram
+        A, t = gather(self.A), gather(self.t)
+        root = torch.gather(self.r2, 1, rows).clamp_min(0).sqrt()                       # D^1/2 [B, m]
+        K = gram[rows.unsqueeze(-1), rows.unsqueeze(1)] * torch.bmm(A, A.transpose(1, 2)) \
+            + torch.bmm(t, t.transpose(1, 2))
         S = root.unsqueeze(-1) * K * root.unsqueeze(1)
         S.diagonal(dim1=1, dim2=2).add_(self.ridge)
         L = torch.linalg.cholesky(S)
-        E = root.unsqueeze(-1) * torch.cat([self.A, torch.ones_like(self.A[..., :1])], dim=-1)   # [B, m, h+1]
+        E = root.unsqueeze(-1) * torch.cat([A, torch.ones_like(A[..., :1])], dim=-1)          # [B, m, h+1]
         Sc = self.ridge * E.transpose(1, 2) @ torch.cholesky_solve(E, L)
         Sc = 0.5 * (Sc + Sc.transpose(1, 2))
         # Floor the Schur complement's eigenvalues at 1e-6 of its largest: where two hidden units coincide, or
@@ -176,19 +184,24 @@ class Curvature:
         values, vectors = torch.linalg.eigh(Sc)
         values = values.clamp_min(1e-6 * values[..., -1:].clamp_min(1e-300))
         Lc = torch.linalg.cholesky((vectors * values.unsqueeze(1)) @ vectors.transpose(1, 2))
-        self._factors = (root, L, E, Lc)
+        self._factors = (rows, root, L, E, Lc)
         return self._factors
 
     def precondition(self, V) -> torch.Tensor:
         """The exact inverse of the Gauss-Newton form times every direction of ``V`` [B, R, p]."""
-        root, L, E, Lc = self._prepare()
+        rows, root, L, E, Lc = self._prepare()
         dW, db, dv, dc = self._split(V)
-        q = root.unsqueeze(1) * ((self._times_X(dW) * self.A.unsqueeze(1)).sum(-1)
-                                 + torch.einsum("bnj,brj->brn", self.t, dv))            # [B, R, m]
+        B, R = V.shape[:2]
+        index = rows.unsqueeze(1).expand(-1, R, -1)                                      # [B, R, m]
+        Jp = (self._times_X(dW) * self.A.unsqueeze(1)).sum(-1) + torch.einsum("bnj,brj->brn", self.t, dv)
+        q = root.unsqueeze(1) * torch.gather(Jp, 2, index)                              # [B, R, m]
         Sq = torch.cholesky_solve(q.transpose(1, 2), L)                                  # [B, m, R]
         r_free = torch.cat([db, dc.unsqueeze(-1)], dim=-1)                               # [B, R, h+1]
         x_u = torch.cholesky_solve((r_free - (E.transpose(1, 2) @ Sq).transpose(1, 2)).transpose(1, 2), Lc)
-        z = root.unsqueeze(1) * torch.cholesky_solve(q.transpose(1, 2) + self.ridge * (E @ x_u), L).transpose(1, 2)
+        z_rows = root.unsqueeze(1) * torch.cholesky_solve(q.transpose(1, 2) + self.ridge * (E @ x_u),
+                                                          L).transpose(1, 2)
+        # back to all rows (0 off the training set; padding rows have weight 0, so they add 0)
+        z = torch.zeros(B, R, self.X.shape[0], dtype=V.dtype, device=V.device).scatter_add_(2, index, z_rows)
         xW = (dW - self._X_times(z.unsqueeze(-1) * self.A.unsqueeze(1))) / self.ridge
         xv = (dv - torch.einsum("brn,bnj->brj", z, self.t)) / self.ridge
         x_u = x_u.transpose(1, 2)
@@ -240,7 +253,7 @@ class Curvature:
         return Y, indefinite, it, worst
 
 
-    def positive_definite(self, n_probes: int = 4, seed: int = 0, *, tol: float = 1e-8,
+    def positive_definite(self, n_probes: int = 4, seed: int = 0, *, tol: float = 1e-6,
                           max_iter: int = 200) -> torch.Tensor:
         """[B] bool: no negative curvature met by conjugate gradients on ``n_probes`` random right-hand sides.
 
@@ -263,7 +276,8 @@ def polish(params: dict, X, y, weights, *, task: str, ridge: float, max_iter: in
     preconditioned gradient where a model meets negative curvature (a descent direction: the Gauss-Newton form
     is positive definite), and a backtracking line search. A model is done when max |gradient| <= ``tol`` and
     its last Newton solve met no negative curvature. Returns ``(params, done [B] bool)``."""
-    Xm, ym, w = member_rows(X, y, weights)
+    w = weights / weights.sum(1, keepdim=True)
+    gram = X @ X.T                       # shared by every model and Newton step
     B, h, d = params["hidden.weight"].shape
     theta = unit_layout(params)
     done = torch.zeros(B, dtype=torch.bool, device=theta.device)
@@ -271,7 +285,7 @@ def polish(params: dict, X, y, weights, *, task: str, ridge: float, max_iter: in
     damping = torch.zeros(B, dtype=theta.dtype, device=theta.device)
     for _ in range(max_iter):
         part = from_unit_layout(theta[active], h, d)
-        curvature = Curvature(part, Xm[active], ym[active], w[active], task, ridge)
+        curvature = Curvature(part, X, y, w[active], task, ridge, gram)
         g = curvature.gradient()
         step, indefinite = _damped_newton_step(curvature, g, damping, active, cg_tol, cg_max_iter)
         finished = (g.abs().amax(1) <= tol) & ~indefinite
@@ -288,7 +302,7 @@ def polish(params: dict, X, y, weights, *, task: str, ridge: float, max_iter: in
         slope = (g * step).sum(1)
         for _ in range(40):
             trial = from_unit_layout(base - size.unsqueeze(1) * step, h, d)
-            f1 = objective(trial, Xm[active], ym[active], w[active], task, ridge)
+            f1 = objective(trial, X, y, w[active], task, ridge)
             accept = f1 <= f0 - 1e-4 * size * slope + 1e-13 * (1 + f0.abs())
             if bool(accept.all()):
                 break
@@ -338,7 +352,7 @@ def standard_errors(params: dict, X, y, *, task: str, ridge: float, sample_weigh
     n_eff = float(raw.sum())
     w = (raw / raw.sum()).unsqueeze(0)
     batch = {name: value.unsqueeze(0) for name, value in params.items()}
-    curvature = Curvature(batch, Xm.unsqueeze(0), ym.unsqueeze(0), w, task, ridge)
+    curvature = Curvature(batch, Xm, ym, w, task, ridge)
     h, d, m = curvature.h, curvature.d, Xm.shape[0]
     gradient = curvature.gradient()                                                     # [1, p]
     gbar = gradient.clone()

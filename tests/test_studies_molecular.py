@@ -432,8 +432,13 @@ def test_deprecated_indicator_agreement_is_the_evaluation_one():
 def test_design_summary_counts_the_weights_of_each_head():
     paper = study.preset_sizes("paper")
     text = study.design_summary(paper)
-    assert "b3db_classification 16 hidden units (545 weights)" in text and "freesolv 4 hidden units (137 weights)" in text
+    # 16 x (167 + 2) + 1 = 2,705 (MACCS) to 16 x (2,048 + 2) + 1 = 32,801 (ECFP4); 4 units: 677 to 8,201
+    assert "b3db_classification 16 hidden units (2,705 to 32,801 weights)" in text
+    assert "freesolv 4 hidden units (677 to 8,201 weights)" in text
+    assert "ecfp4 2,048, maccs 167" in text and "minimol 512" in text
     assert "32 shadows, 8 audited heads" in text
+    smoke = study.design_summary(study.preset_sizes("smoke"))
+    assert "8 principal components" in smoke and "(41 weights)" in smoke      # 4 x (8 + 2) + 1
 
 
 def test_head_hidden_reads_an_int_or_a_dict_per_task():

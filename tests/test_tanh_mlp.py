@@ -37,8 +37,7 @@ def polished(request):
 
 def test_gradient_and_hessian_products_equal_the_dense_hessian(polished):
     task, X, y, weights, params, _ = polished
-    Xm, ym, w = tanh_mlp.member_rows(X, y, weights)
-    curvature = tanh_mlp.Curvature(params, Xm, ym, w, task, RIDGE)
+    curvature = tanh_mlp.Curvature(params, X, y, weights / weights.sum(1, keepdim=True), task, RIDGE)
     value, g, H, theta = tanh_mlp_derivatives(params, X, y, weights / weights.sum(1, keepdim=True), task, RIDGE)
     assert torch.equal(tanh_mlp.unit_layout(params), theta)
     torch.testing.assert_close(curvature.value, value, rtol=0, atol=1e-14)
@@ -52,8 +51,7 @@ def test_preconditioner_is_the_exact_inverse_of_the_gauss_newton_form(polished):
     symmetric and positive definite (in the classification toy two hidden units coincide and the form is
     singular in the difference of their free biases, where the eigenvalue floor applies)."""
     task, X, y, weights, params, _ = polished
-    Xm, ym, w = tanh_mlp.member_rows(X, y, weights)
-    curvature = tanh_mlp.Curvature(params, Xm, ym, w, task, RIDGE)
+    curvature = tanh_mlp.Curvature(params, X, y, weights / weights.sum(1, keepdim=True), task, RIDGE)
     g = torch.Generator().manual_seed(3)
     U, V = (torch.randn(4, 2, curvature.p, dtype=torch.float64, generator=g) for _ in range(2))
     PU, PV = curvature.precondition(U), curvature.precondition(V)
@@ -67,8 +65,7 @@ def test_preconditioner_is_the_exact_inverse_of_the_gauss_newton_form(polished):
 
 def test_newton_solves_and_polish_match_the_dense_polish(polished):
     task, X, y, weights, params, dense = polished
-    Xm, ym, w = tanh_mlp.member_rows(X, y, weights)
-    curvature = tanh_mlp.Curvature(dense, Xm, ym, w, task, RIDGE)
+    curvature = tanh_mlp.Curvature(dense, X, y, weights / weights.sum(1, keepdim=True), task, RIDGE)
     _, _, H, _ = tanh_mlp_derivatives(dense, X, y, weights / weights.sum(1, keepdim=True), task, RIDGE)
     V = torch.randn(4, 2, curvature.p, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     Y, indefinite, _, worst = curvature.pcg(V)
@@ -126,16 +123,13 @@ def test_a_saddle_is_refused():
         tanh_mlp.standard_errors(zero, X[keep], y[keep], task="classification", ridge=1e-3)
 
 
-def test_member_rows_and_bad_input():
-    X = torch.arange(12, dtype=torch.float64).reshape(6, 2)
-    y = torch.arange(6, dtype=torch.float64)
-    weights = torch.tensor([[1, 0, 1, 0, 0, 1], [0, 2, 0, 0, 0, 0]], dtype=torch.float64)
-    Xm, ym, w = tanh_mlp.member_rows(X, y, weights)
-    assert ym.tolist() == [[0, 2, 5], [1, 0, 2]]
-    assert w.tolist()[0] == pytest.approx([1 / 3] * 3) and w.tolist()[1] == [1, 0, 0]
-    _, _, _, params = _problem("regression", B=1)
-    Xm, ym, w = tanh_mlp.member_rows(*_problem("regression", B=1)[:3])
+def test_member_index_and_bad_input():
+    w = torch.tensor([[1, 0, 1, 0, 0, 1], [0, 2, 0, 0, 0, 0]], dtype=torch.float64)
+    rows = tanh_mlp.member_index(w)
+    assert rows[0].tolist() == [0, 2, 5] and rows[1, 0] == 1 and bool((w[1, rows[1, 1:]] == 0).all())
+    X, y, weights, params = _problem("regression", B=1)
+    w = weights / weights.sum(1, keepdim=True)
     with pytest.raises(ValueError, match="ridge"):
-        tanh_mlp.Curvature(params, Xm, ym, w, "regression", 0.0)
+        tanh_mlp.Curvature(params, X, y, w, "regression", 0.0)
     with pytest.raises(ValueError, match="task"):
-        tanh_mlp.Curvature(params, Xm, ym, w, "ranking", RIDGE)
+        tanh_mlp.Curvature(params, X, y, w, "ranking", RIDGE)

@@ -118,8 +118,11 @@ def _mlp_from_flat(theta, like):
             "output.bias": theta[:, h * k + h:].contiguous()}
 
 
+POLISH_METHODS = ("auto", "dense", "matrix-free")
+
+
 def polish_mlp(params: dict, X, y, weights, *, task: str = "classification", ridge: float = 1e-3,
-               max_iter: int = 40, tol: float = 1e-9) -> dict:
+               max_iter: int = 40, tol: float = 1e-9, method: str = "auto") -> dict:
     """Newton-polish a batch of one-output tanh MLPs (``mislib.evaluation.trainers.fit_mlp_head``'s dict,
     ``weights`` [B, N]) to a minimum of the training objective, so that the indicator's sandwich sees a
     positive-definite Hessian.
@@ -129,12 +132,14 @@ def polish_mlp(params: dict, X, y, weights, *, task: str = "classification", rid
     indicator assumes an M-estimator at its minimum. Newton steps with the exact Hessian (Cholesky where it is
     positive definite, saddle-free ``|eigenvalues|`` elsewhere, so every step descends) and backtracking; a
     model leaves the active set once its gradient is below ``tol`` at a positive-definite Hessian. Models that
-    do not get there in ``max_iter`` steps are reported with a warning. Heads with more than
-    ``EXACT_MAX_PARAMETERS`` parameters take the matrix-free path (``mislib.tanh_mlp.polish``: the same Newton
-    steps by preconditioned conjugate gradients, damped where the Hessian is indefinite)."""
+    do not get there in ``max_iter`` steps are reported with a warning. ``method`` "auto": heads with more than
+    ``EXACT_MAX_PARAMETERS`` parameters take the "matrix-free" path (``mislib.tanh_mlp.polish``: the same Newton
+    steps by preconditioned conjugate gradients, damped where the Hessian is indefinite), smaller ones the
+    "dense" one."""
+    check_choice("method", method, POLISH_METHODS)
     W0 = params["hidden.weight"]
     h, d = W0.shape[1:]
-    if h * (d + 2) + 1 > EXACT_MAX_PARAMETERS:
+    if method == "matrix-free" or (method == "auto" and h * (d + 2) + 1 > EXACT_MAX_PARAMETERS):
         out, done = tanh_mlp.polish(params, X, y, weights, task=task, ridge=ridge, max_iter=max_iter, tol=tol)
         _warn_unfinished(int((~done).sum()), W0.shape[0], tol, max_iter)
         return out

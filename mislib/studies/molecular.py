@@ -17,12 +17,12 @@ release, indicator, attacks, test metrics) is ``mislib.evaluation.audit``.
 3. **Features** (``Featuriser``, fitted on the reference molecules only, so that the preprocessing is the same
    public map for the target and every shadow and carries no information about who is a member):
    continuous embeddings (RDKit 2D, MiniMol) are imputed and standardised with ``embedders.Standardiser``
-   (clipped at ``clip`` standard deviations); fingerprints (ECFP4, MACCS) stay 0/1. Then every embedding is
-   projected on its first ``n_features`` principal components (of the reference molecules), each scaled to
-   unit variance. Why: an MLP on the 2,048 ECFP4 bits has h x 2,050 weights, and the sandwich standard errors
-   of the indicator need the Hessian of all of them; with ``n_features`` components the head has
-   ``h (n_features + 2) + 1`` weights for every embedder, so the four embedders are compared with heads of the
-   same size, and the exact (Cholesky) sandwich stays cheap.
+   (clipped at ``clip`` standard deviations); fingerprints (ECFP4, MACCS) stay 0/1. At the paper preset the
+   heads see the full representation (``n_features=None``: 2,048 ECFP4 bits, 167 MACCS keys, 217 RDKit 2D
+   descriptors, 512 MiniMol values), as a chemist would train them: up to 32,801 weights per head, polished and
+   given exact sandwich standard errors matrix-free (``mislib.tanh_mlp``). The smoke preset projects every
+   embedding on its first ``n_features`` principal components of the reference molecules (each scaled to unit
+   variance), which keeps its heads small.
 4. **Targets.** Regression labels are standardised with the reference molecules' mean and standard deviation;
    the RMSE is reported back in the task's units (``target_scale`` times the standardised RMSE).
 5. **Audit** (``mislib.evaluation.audit.run_audit``) with an ``audit.ModelSpec("mlp", ...)``, the quantizers of
@@ -125,7 +125,7 @@ def preset_sizes(preset: str, seed: int = 0) -> dict:
                    n_molecules={task: 100 for task in TASKS}, n_features=8, hidden=HEAD_HIDDEN["smoke"],
                    n_iter=200, n_shadow=6, n_targets=2, n_bootstrap=20, indicator_bootstrap=0),
         paper=dict(tasks=list(TASKS), embedders=list(EMBEDDERS), seeds=[seed], n_molecules={task: "all" for task in TASKS},
-                   n_features=32,
+                   n_features=None,
                    hidden=HEAD_HIDDEN["paper"], n_iter=500, n_shadow=32, n_targets=8, n_bootstrap=100,
                    indicator_bootstrap=0),
     )
@@ -137,12 +137,28 @@ def head_hidden(sizes: dict, task: str) -> int:
     return molecular_audit.head_hidden(sizes["hidden"], task)
 
 
+def input_dims(sizes: dict) -> dict:
+    """``{embedder: inputs of the head}``: the preset's ``n_features`` components, or the full representation's
+    width (``n_features=None``)."""
+    from mislib.molecules.embedders import get_embedder
+
+    return {e: sizes["n_features"] if sizes["n_features"] is not None else get_embedder(e).dim
+            for e in sizes["embedders"]}
+
+
 def design_summary(sizes: dict) -> str:
-    """One line: the heads of each task (hidden units and weights), the shadow models and the audited heads."""
-    hidden = {task: head_hidden(sizes, task) for task in sizes["tasks"]}
-    heads = ", ".join(f"{task} {h} hidden units ({h * (sizes['n_features'] + 2) + 1} weights)"
-                      for task, h in hidden.items())
-    return (f"MLP heads on {sizes['n_features']} features: {heads}; {sizes['n_shadow']} shadows, "
+    """One line: the heads of each task (hidden units and weights, per embedder when they differ), the shadow
+    models and the audited heads."""
+    dims = input_dims(sizes)
+    heads = []
+    for task in sizes["tasks"]:
+        h = head_hidden(sizes, task)
+        counts = sorted({h * (d + 2) + 1 for d in dims.values()})
+        weights = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,} to {counts[-1]:,}"
+        heads.append(f"{task} {h} hidden units ({weights} weights)")
+    inputs = (f"{sizes['n_features']} principal components" if sizes["n_features"] is not None else
+              "the full representations (" + ", ".join(f"{e} {d:,}" for e, d in dims.items()) + " inputs)")
+    return (f"MLP heads on {inputs}: {', '.join(heads)}; {sizes['n_shadow']} shadows, "
             f"{sizes['n_targets']} audited heads per configuration")
 
 
