@@ -86,6 +86,21 @@ def test_featuriser_imputes_continuous_embeddings_only():
         study.Featuriser(3, standardise=False).fit(reference)
 
 
+def test_full_representation_keeps_fingerprints_and_standardises_continuous_values():
+    rng = np.random.default_rng(3)
+    bits = (rng.random((40, 30)) < 0.1).astype(float)
+    f = study.Featuriser(None, standardise=False).fit(bits[:20])
+    assert np.array_equal(f.transform(bits[20:]), bits[20:])              # 0/1 inputs, sparsity kept
+    values = rng.normal(3.0, 2.0, size=(40, 6))
+    f = study.Featuriser(None, standardise=True, clip=5.0).fit(values[:20])
+    Z = f.transform(values[:20])
+    assert Z.shape == (20, 6) and np.allclose(Z.mean(0), 0, atol=1e-6) and np.allclose(Z.std(0), 1, atol=1e-5)
+    with pytest.raises(ValueError, match="6"):
+        f.transform(values[:, :4])
+    prepared = study.prepare("freesolv", "maccs", n_molecules=80, seed=1, n_features=None)
+    assert prepared.X_pool.shape[1] == 167 and set(np.unique(prepared.X_pool)) <= {0.0, 1.0}
+
+
 def test_featuriser_bad_inputs():
     reference = np.random.default_rng(2).normal(size=(5, 20))
     with pytest.raises(ValueError, match="span only 4 directions"):
@@ -432,6 +447,9 @@ def test_deprecated_indicator_agreement_is_the_evaluation_one():
 def test_design_summary_counts_the_weights_of_each_head():
     paper = study.preset_sizes("paper")
     text = study.design_summary(paper)
+    assert "b3db_classification 16 hidden units (545 weights)" in text and "freesolv 4 hidden units (137 weights)" in text
+    assert "32 principal components" in text and "32 shadows, 8 audited heads" in text
+    text = study.design_summary({**paper, "n_features": None})
     # 16 x (167 + 2) + 1 = 2,705 (MACCS) to 16 x (2,048 + 2) + 1 = 32,801 (ECFP4); 4 units: 677 to 8,201
     assert "b3db_classification 16 hidden units (2,705 to 32,801 weights)" in text
     assert "freesolv 4 hidden units (677 to 8,201 weights)" in text

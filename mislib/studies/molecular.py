@@ -17,12 +17,13 @@ release, indicator, attacks, test metrics) is ``mislib.evaluation.audit``.
 3. **Features** (``Featuriser``, fitted on the reference molecules only, so that the preprocessing is the same
    public map for the target and every shadow and carries no information about who is a member):
    continuous embeddings (RDKit 2D, MiniMol) are imputed and standardised with ``embedders.Standardiser``
-   (clipped at ``clip`` standard deviations); fingerprints (ECFP4, MACCS) stay 0/1. At the paper preset the
-   heads see the full representation (``n_features=None``: 2,048 ECFP4 bits, 167 MACCS keys, 217 RDKit 2D
-   descriptors, 512 MiniMol values), as a chemist would train them: up to 32,801 weights per head, polished and
-   given exact sandwich standard errors matrix-free (``mislib.tanh_mlp``). The smoke preset projects every
-   embedding on its first ``n_features`` principal components of the reference molecules (each scaled to unit
-   variance), which keeps its heads small.
+   (clipped at ``clip`` standard deviations); fingerprints (ECFP4, MACCS) stay 0/1. Then every embedding is
+   projected on its first ``n_features`` principal components (of the reference molecules), each scaled to
+   unit variance (32 at the paper preset): the four embedders are compared with heads of the same size,
+   ``h (n_features + 2) + 1`` weights. ``n_features=None`` gives the heads the full representation instead
+   (2,048 ECFP4 bits, 167 MACCS keys, 217 RDKit 2D descriptors, 512 MiniMol values), as a chemist would train
+   them: up to 32,801 weights per head, polished and given exact sandwich standard errors matrix-free
+   (``mislib.tanh_mlp``); ``design_summary`` gives the sizes.
 4. **Targets.** Regression labels are standardised with the reference molecules' mean and standard deviation;
    the RMSE is reported back in the task's units (``target_scale`` times the standardised RMSE).
 5. **Audit** (``mislib.evaluation.audit.run_audit``) with an ``audit.ModelSpec("mlp", ...)``, the quantizers of
@@ -125,7 +126,7 @@ def preset_sizes(preset: str, seed: int = 0) -> dict:
                    n_molecules={task: 100 for task in TASKS}, n_features=8, hidden=HEAD_HIDDEN["smoke"],
                    n_iter=200, n_shadow=6, n_targets=2, n_bootstrap=20, indicator_bootstrap=0),
         paper=dict(tasks=list(TASKS), embedders=list(EMBEDDERS), seeds=[seed], n_molecules={task: "all" for task in TASKS},
-                   n_features=None,
+                   n_features=32,
                    hidden=HEAD_HIDDEN["paper"], n_iter=500, n_shadow=32, n_targets=8, n_bootstrap=100,
                    indicator_bootstrap=0),
     )
