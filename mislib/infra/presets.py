@@ -17,16 +17,17 @@ import os
 PRESETS = ("smoke", "paper")
 PRESET_VARIABLE = "MISLIB_PRESET"
 
-# Rough wall time of each notebook on one laptop core (seconds): smoke measured with a warm cache of embeddings,
-# paper measured from scratch (no cached table) by `python -m mislib.reproduce --preset paper --workers 2`.
+# Rough wall time of each notebook on this project's 2-core machine (seconds): smoke with a warm cache of
+# embeddings; paper from scratch (no cached table) by `python -m mislib.reproduce --preset paper --workers 2`
+# (measured on 2026-11-29; 06 is mostly its 16-configuration molecular grid, about 20 minutes).
 NOTEBOOK_SECONDS = {
-    "00": {"smoke": 10, "paper": 11},
-    "01": {"smoke": 15, "paper": 21},
-    "02": {"smoke": 15, "paper": 25},
-    "03": {"smoke": 10, "paper": 11},
-    "04": {"smoke": 20, "paper": 90},
-    "05": {"smoke": 30, "paper": 90},
-    "06": {"smoke": 30, "paper": 180},
+    "00": {"smoke": 10, "paper": 19},
+    "01": {"smoke": 15, "paper": 37},
+    "02": {"smoke": 15, "paper": 18},
+    "03": {"smoke": 10, "paper": 15},
+    "04": {"smoke": 20, "paper": 140},
+    "05": {"smoke": 30, "paper": 330},
+    "06": {"smoke": 30, "paper": 1500},
 }
 
 _current = {"notebook": None, "announced": set()}
