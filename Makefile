@@ -4,6 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PRESET ?= paper
 DEVICE ?= cpu
+WORKERS ?= 1
 STAMP  := $(VENV)/.installed
 # The project kernel every notebook declares (mislib.infra.notebooks.KERNELSPEC).
 KERNEL_NAME    := mislib
@@ -27,7 +28,7 @@ $(STAMP): pyproject.toml
 ## Execute every notebook with papermill at $(PRESET). Only the paper preset publishes (--publish): notebooks/,
 ## figures/ and data/results/; any other preset writes under build/$(PRESET)/.
 reproduce: setup
-	$(PY) -m mislib.reproduce --preset $(PRESET) --device $(DEVICE) $(if $(filter paper,$(PRESET)),--publish)
+	$(PY) -m mislib.reproduce --preset $(PRESET) --device $(DEVICE) --workers $(WORKERS) $(if $(filter paper,$(PRESET)),--publish)
 
 ## Unit tests plus nbval on every notebook at the smoke preset (outputs go to build/smoke, not figures/).
 ## The browser tests run on their own (make test-browser).

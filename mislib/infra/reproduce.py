@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", choices=PRESETS, default="paper")
     parser.add_argument("--only", help="run one notebook: its number (02), stem or file name")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
-    parser.add_argument("--workers", type=int, default=1, help="joblib processes for experiment grids")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("MISLIB_N_JOBS", "1")),
+                        help="joblib processes for experiment grids (default: MISLIB_N_JOBS, else 1)")
     parser.add_argument("--dask", metavar="ADDRESS", help="run experiment grids on this Dask scheduler")
     parser.add_argument("--publish", action="store_true",
                         help="write the published artefacts: notebooks/, figures/, data/results/ (paper preset "
