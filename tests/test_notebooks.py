@@ -77,7 +77,7 @@ def test_notebook_preset_reads_the_environment_and_preset_config_says_what_it_ru
     presets.preset_config("smoke", smoke={"n": 1}, paper={"n": 2})      # said once per notebook and preset
     printed = capsys.readouterr().out
     assert printed.count("Preset 'smoke'") == 1
-    assert "notebook 05 takes about 30 s" in printed and "paper: about 2 min" in printed
+    assert "notebook 05 takes about 30 s" in printed and "paper: about 6 min" in printed     # 330 s
     assert "MISLIB_PRESET=paper" in printed and "build/outputs/" in printed
     monkeypatch.setenv("MISLIB_PRESET", "huge")
     with pytest.raises(ValueError, match="unknown preset"):
