@@ -99,23 +99,6 @@ def plot_scaling(path=None):
     from bench.common import RESULTS
     from mislib.plotting import use_style
 
-    heads = load("tanh_mlp_scaling")
-    if heads:
-        compared = [r for r in heads["rows"] if "se_ratio" in r]
-        big = [r for r in heads["rows"] if "se_ratio" not in r]
-        largest = max(compared, key=lambda r: r["parameters"])
-        text = (f"p = {largest['parameters']:,}: polish {largest['polish_ratio']:.1f}x "
-                f"({_seconds(largest['polish_matrix_free_seconds'])} vs {_seconds(largest['polish_dense_seconds'])}), "
-                f"standard errors {largest['se_ratio']:.1f}x ({_seconds(largest['se_matrix_free_seconds'])} vs "
-                f"{_seconds(largest['se_dense_seconds'])}); largest relative difference "
-                f"{max(r['se_max_relative_difference'] for r in compared):.0e}")
-        if big:
-            text += (f"; p = {big[0]['parameters']:,} (matrix-free only): polish of {big[0]['heads']} heads "
-                     f"{_seconds(big[0]['polish_matrix_free_seconds'])}, standard errors "
-                     f"{_seconds(big[0]['se_matrix_free_seconds'])}, peak {big[0]['peak_rss_mb'] / 1024:.1f} GiB")
-        out.append(("Matrix-free vs dense Newton polish and sandwich of tanh heads (8 heads, 16 units, sparse 0/1 "
-                    "inputs)", heads["command"], text,
-                    f">= {heads['target_ratio']:.0f}x at p ~ 8,000, same standard errors (1e-6)", _met(heads["met"])))
     scaling = load("indicator_scaling")
     if not scaling:
         return None
