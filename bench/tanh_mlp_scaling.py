@@ -57,7 +57,7 @@ def _measure(d: int, dense: bool) -> dict:
     from mislib.modules import MLPHead
 
     X, y, weights, params = _problem(d)
-    row = {"d": d, "parameters": HIDDEN * (d + 2) + 1, "heads": N_HEADS, "rows": N_ROWS}
+    row = {"d": d, "parameters": tanh_mlp.n_parameters(HIDDEN, d), "heads": N_HEADS, "rows": N_ROWS}
     w = weights / weights.sum(1, keepdim=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -346,8 +346,7 @@ def indicator_of_model(model: nn.Module, X, y, loss=None, quantizers=(), *, ridg
         mode = "given"      # checked against theta by indicator_from_estimates
     # A standard error of exactly 0: the coordinate's feature is absent from every training example, so the
     # ridge holds its weight at 0 and the sandwich sees no variation; floored, the weight never leaves its cell.
-    stderr = {name: value.clamp_min(ZERO_STDERR_FLOOR) if torch.is_tensor(value) else value
-              for name, value in stderr.items()}
+    stderr = {name: torch.as_tensor(value).clamp_min(ZERO_STDERR_FLOOR) for name, value in stderr.items()}
     se_time = time.perf_counter() - start
     results, seconds, averaged_seconds = {}, {}, {}
     for label, q in items:

@@ -23,6 +23,9 @@ used to precondition conjugate gradients on the exact Hessian (Gauss-Newton part
 outputs, ``w loss' v_j tanh''`` within a unit and ``w loss' tanh'`` between a unit and its output weight).
 Conjugate gradients also tell whether the Hessian is positive definite on the directions they explore: a
 direction of non-positive curvature is reported (``pcg``'s ``indefinite``), and the standard errors refuse it.
+Those directions are not enough on their own: a Krylov space grown from the gradients misses the saddle at
+``W = 0, v = 0`` (every per-sample gradient lies along the output bias there), so ``Curvature.positive_definite``
+also runs conjugate gradients from random probes, and the standard errors and the polish rely on it.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ from mislib.infra.checks import check_choice, check_float, check_int
 
 TASKS = ("classification", "regression")
 RHS_BLOCK_ENTRIES = 2 ** 24     # right-hand sides per block of the standard errors: at most this many entries
+
+
+def n_parameters(h: int, d: int) -> int:
+    """Weights of a one-output head with ``h`` tanh units on ``d`` inputs: ``W``, ``b``, ``v`` and ``c``."""
+    return h * (d + 2) + 1
 
 
 def member_index(w):
@@ -98,7 +106,7 @@ class Curvature:
         W, b = params["hidden.weight"], params["hidden.bias"]
         self.W, self.v, self.c = W, params["output.weight"][:, 0, :], params["output.bias"][:, 0]
         self.B, self.h, self.d = W.shape
-        self.p = self.h * (self.d + 2) + 1
+        self.p = n_parameters(self.h, self.d)
         t = torch.tanh(_hidden(X, W, b))                                            # [B, N, h]
         self.t, self.t1 = t, 1 - t * t
         self.t2 = -2 * t * self.t1
@@ -363,30 +371,72 @@ def standard_errors(params: dict, X, y, *, task: str, ridge: float, sample_weigh
     worst, iterations = 0.0, 0
     for start in range(0, m, block):
         rows = slice(start, min(m, start + block))
-        scale = (root[rows] * curvature.d1[0, rows]).unsqueeze(-1)                       # [r, 1]
-        A, t = curvature.A[0, rows] * scale, curvature.t[0, rows] * scale
-        per_sample = torch.cat([(A.unsqueeze(-1) * torch.cat([Xm[rows], torch.ones_like(Xm[rows, :1])], dim=-1)
-                                 .unsqueeze(1)).flatten(1), t, scale], dim=1)            # sqrt(w_i) g_i
+        per_sample = _example_gradients(curvature, Xm[rows], curvature.A[0, rows], curvature.t[0, rows],
+                                        root[rows] * curvature.d1[0, rows])               # sqrt(w_i) g_i
         rhs = per_sample - root[rows].unsqueeze(-1) * gbar
-        U, indefinite, it, residual = curvature.pcg(rhs.unsqueeze(0), tol=tol, max_iter=max_iter)
-        if bool(indefinite.any()):
-            raise ValueError("standard_errors: the Hessian is not positive definite at these parameters "
-                             "(conjugate gradients met non-positive curvature): the model is not at a minimum")
-        var += (U[0] ** 2).sum(0)
+        U, it, residual = _solve(curvature, rhs, tol, max_iter, "standard_errors")
+        var += (U ** 2).sum(0)
         worst, iterations = max(worst, residual), max(iterations, it)
-    step, indefinite, _, _ = curvature.pcg(gradient.unsqueeze(1), tol=tol, max_iter=max_iter)
-    if bool(indefinite.any()) or not bool(curvature.positive_definite().all()):
-        raise ValueError("standard_errors: the Hessian is not positive definite at these parameters "
-                         "(conjugate gradients met non-positive curvature): the model is not at a minimum")
+    step = _solve(curvature, gradient, tol, max_iter, "standard_errors")[0]
+    if not bool(curvature.positive_definite().all()):
+        raise ValueError(NOT_POSITIVE_DEFINITE.format(what="standard_errors"))
     se = from_unit_layout((var / n_eff).clamp_min(0).sqrt(), h, d)
-    return se, named_order(from_unit_layout(step[0, 0], h, d)), {"iterations": iterations, "residual": worst,
-                                                                 "n_eff": n_eff}
+    return se, named_order(from_unit_layout(step[0], h, d)), {"iterations": iterations, "residual": worst,
+                                                              "n_eff": n_eff}
+
+
+def influence(params: dict, X, y, X_targets, y_targets, *, task: str, ridge: float, tol: float = 1e-10,
+              max_iter: int = 200) -> torch.Tensor:
+    """``-(1/n) H^-1 grad loss(z_j)`` for each target row ``z_j`` (``[m, p]`` in ``named_parameters`` order): the
+    first-order change of the minimiser when ``z_j`` joins the ``n`` training rows ``(X, y)`` of one head
+    (``mislib.evaluation.audit_attacks.insertion_influence``, whose dense twin it is). ``H`` is the exact Hessian
+    of the mean loss plus the ridge; each solve by preconditioned conjugate gradients, in blocks of targets.
+    Raises ``ValueError`` where the Hessian is not positive definite."""
+    n = X.shape[0]
+    batch = {name: value.unsqueeze(0) for name, value in params.items()}
+    curvature = Curvature(batch, X, y, torch.full((1, n), 1.0 / n, dtype=X.dtype, device=X.device), task, ridge)
+    h, d, p = curvature.h, curvature.d, curvature.p
+    at_targets = Curvature(batch, X_targets, y_targets, torch.zeros(1, X_targets.shape[0]).to(X), task, ridge)
+    block = max(1, min(X_targets.shape[0], RHS_BLOCK_ENTRIES // p))
+    out = []
+    for start in range(0, X_targets.shape[0], block):
+        rows = slice(start, min(X_targets.shape[0], start + block))
+        gradients = _example_gradients(curvature, X_targets[rows], at_targets.A[0, rows], at_targets.t[0, rows],
+                                       at_targets.d1[0, rows])
+        solved = _solve(curvature, gradients, tol, max_iter, "influence")[0]
+        out.append(named_order(from_unit_layout(-solved / n, h, d)))
+    if not bool(curvature.positive_definite().all()):     # the targets' gradients alone can miss a saddle
+        raise ValueError(NOT_POSITIVE_DEFINITE.format(what="influence"))
+    return torch.cat(out)
+
+
+NOT_POSITIVE_DEFINITE = ("{what}: the Hessian is not positive definite at these parameters (conjugate gradients met "
+                         "non-positive curvature): the model is not at a minimum")
+
+
+def _example_gradients(curvature: Curvature, X, A, t, scale) -> torch.Tensor:
+    """[r, p] in the flat layout: ``scale_i`` times the gradient of the output at each row, ``A`` = ``v tanh'``
+    and ``t`` = ``tanh`` of its pre-activations (with ``scale`` = ``loss'``, the per-example loss gradients)."""
+    scale = scale.unsqueeze(-1)
+    rows = torch.cat([X, torch.ones_like(X[:, :1])], dim=-1)
+    return torch.cat([((A * scale).unsqueeze(-1) * rows.unsqueeze(1)).flatten(1), t * scale, scale], dim=1)
+
+
+def _solve(curvature: Curvature, rhs, tol, max_iter, what: str):
+    """``H^-1`` applied to the rows of ``rhs`` [r, p] of a one-head ``curvature``: ([r, p], iterations,
+    residual), or ``ValueError`` on non-positive curvature."""
+    solved, indefinite, iterations, residual = curvature.pcg(rhs.unsqueeze(0), tol=tol, max_iter=max_iter)
+    if bool(indefinite.any()):
+        raise ValueError(NOT_POSITIVE_DEFINITE.format(what=what))
+    return solved[0], iterations, residual
 
 
 def named_order(params: dict) -> torch.Tensor:
-    """One head's dict -> flat in ``named_parameters`` order (hidden.weight, hidden.bias, output.*)."""
-    return torch.cat([params[name].reshape(-1) for name in ("hidden.weight", "hidden.bias", "output.weight",
-                                                             "output.bias")])
+    """A head's dict (any leading dimensions, as ``from_unit_layout`` gives) -> flat in ``named_parameters``
+    order (hidden.weight, hidden.bias, output.*)."""
+    lead = params["output.bias"].shape[:-1]
+    return torch.cat([params[name].reshape(*lead, -1) for name in ("hidden.weight", "hidden.bias", "output.weight",
+                                                                    "output.bias")], dim=-1)
 
 
 def _penalised(h: int, d: int, like) -> torch.Tensor:

@@ -112,6 +112,27 @@ def test_large_heads_take_the_matrix_free_path_and_agree_with_the_dense_one():
         torch.testing.assert_close(details.stderr[name], dense[name], rtol=1e-7, atol=1e-12)
 
 
+def test_insertion_influence_equals_the_dense_one(polished, monkeypatch):
+    """The white-box attack's shifts ``-(1/n) H^-1 g_j`` (members and non-members alike): the matrix-free solves
+    that ``insertion_influence`` takes above ``EXACT_MAX_PARAMETERS`` against its dense Hessian path."""
+    import mislib.objective
+    from mislib.evaluation.audit_attacks import insertion_influence
+
+    task, X, y, weights, _, params = polished
+    for b in range(2):
+        keep = weights[b] > 0
+        module = MLPHead.from_params(params, task=task, index=b)
+        dense = insertion_influence(module, X[keep], y[keep], X, y, module.default_loss, ridge=RIDGE)
+        direct = tanh_mlp.influence({k: v[b] for k, v in params.items()}, X[keep], y[keep], X, y, task=task,
+                                    ridge=RIDGE)
+        with monkeypatch.context() as patch:
+            patch.setattr(mislib.objective, "EXACT_MAX_PARAMETERS", 10)      # the dispatch of large heads
+            dispatched = insertion_influence(module, X[keep], y[keep], X, y, module.default_loss, ridge=RIDGE)
+        assert dense.shape == (X.shape[0], tanh_mlp.n_parameters(3, 6)) and float(dense.abs().max()) > 1e-3
+        torch.testing.assert_close(direct, dense, rtol=1e-7, atol=1e-10)
+        torch.testing.assert_close(dispatched, direct, rtol=0, atol=0)
+
+
 def test_a_saddle_is_refused():
     """At W = 0, v = 0 the Hessian couples each unit's weights with its output weight through the mean
     residual: an indefinite block when that coupling beats the ridge. The sandwich must refuse it."""
@@ -121,6 +142,8 @@ def test_a_saddle_is_refused():
     keep = weights[0] > 0
     with pytest.raises(ValueError, match="not positive definite"):
         tanh_mlp.standard_errors(zero, X[keep], y[keep], task="classification", ridge=1e-3)
+    with pytest.raises(ValueError, match="influence: the Hessian is not positive definite"):
+        tanh_mlp.influence(zero, X[keep], y[keep], X, y, task="classification", ridge=1e-3)
 
 
 def test_member_index_and_bad_input():

@@ -139,7 +139,7 @@ def polish_mlp(params: dict, X, y, weights, *, task: str = "classification", rid
     check_choice("method", method, POLISH_METHODS)
     W0 = params["hidden.weight"]
     h, d = W0.shape[1:]
-    if method == "matrix-free" or (method == "auto" and h * (d + 2) + 1 > EXACT_MAX_PARAMETERS):
+    if method == "matrix-free" or (method == "auto" and tanh_mlp.n_parameters(h, d) > EXACT_MAX_PARAMETERS):
         out, done = tanh_mlp.polish(params, X, y, weights, task=task, ridge=ridge, max_iter=max_iter, tol=tol)
         _warn_unfinished(int((~done).sum()), W0.shape[0], tol, max_iter)
         return out

@@ -35,11 +35,19 @@ def insertion_influence(module, X_train, y_train, X_targets, y_targets, loss, *,
     ``theta(+j) - theta ~ -(1/(n+1)) H^-1 g_j``.
     Per-sample gradients and the Hessian by torch.func (``mislib.indicator``'s objective, so the same loss and
     penalty). The Hessian is exact up to ``indicator.EXACT_MAX_PARAMETERS`` parameters, else solves are done
-    by conjugate gradients on Hessian-vector products. A Hessian that is not positive definite (a non-convex
-    model not exactly at a minimum) is floored at ``1e-8`` times its largest eigenvalue."""
+    by conjugate gradients on Hessian-vector products: for a one-output tanh ``MLPHead`` those of
+    ``mislib.tanh_mlp.influence`` (preconditioned by the Gauss-Newton inverse, batched over targets; it raises
+    ``ValueError`` where the Hessian is not positive definite), otherwise by automatic differentiation. Elsewhere
+    a Hessian that is not positive definite (a non-convex model not exactly at a minimum) is floored at ``1e-8``
+    times its largest eigenvalue."""
+    from mislib import tanh_mlp
     from mislib.objective import EXACT_MAX_PARAMETERS, Objective, block_cg
 
     train = Objective(module, X_train, y_train, loss, ridge, None, None, chunk_size)
+    if train.p > EXACT_MAX_PARAMETERS and tanh_mlp.applies(module, loss, None) and ridge > 0:
+        params = {name: value.detach() for name, value in module.named_parameters()}
+        return tanh_mlp.influence(params, train.X, train.y, X_targets.to(train.X), y_targets.to(train.y),
+                                  task=tanh_mlp.task_of(module), ridge=ridge).to(train.theta.dtype)
     targets = Objective(module, X_targets, y_targets, loss, ridge, None, None, chunk_size)
     G = targets.per_sample_grads(train.theta)                        # [m, P]
     if train.p <= EXACT_MAX_PARAMETERS:

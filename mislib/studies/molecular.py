@@ -54,6 +54,7 @@ import pandas as pd
 from mislib.evaluation import agreement
 from mislib.evaluation.quantizer_specs import FACTORIAL_SPECS, select_specs
 from mislib.infra.checks import check_choice, check_float, check_int
+from mislib.tanh_mlp import n_parameters
 from mislib.studies import molecular_audit
 from mislib.studies.molecular_audit import (FAILURE_MEASUREMENT, INIT_SEED_STRIDE,  # noqa: F401  (re-exported)
                                              MAX_INIT_ATTEMPTS, AuditWorker, configuration_rows,
@@ -154,7 +155,7 @@ def design_summary(sizes: dict) -> str:
     heads = []
     for task in sizes["tasks"]:
         h = head_hidden(sizes, task)
-        counts = sorted({h * (d + 2) + 1 for d in dims.values()})
+        counts = sorted({n_parameters(h, d) for d in dims.values()})
         weights = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,} to {counts[-1]:,}"
         heads.append(f"{task} {h} hidden units ({weights} weights)")
     inputs = (f"{sizes['n_features']} principal components" if sizes["n_features"] is not None else
