@@ -371,7 +371,7 @@ def standard_errors(params: dict, X, y, *, task: str, ridge: float, sample_weigh
     worst, iterations = 0.0, 0
     for start in range(0, m, block):
         rows = slice(start, min(m, start + block))
-        per_sample = _example_gradients(curvature, Xm[rows], curvature.A[0, rows], curvature.t[0, rows],
+        per_sample = _example_gradients(Xm[rows], curvature.A[0, rows], curvature.t[0, rows],
                                         root[rows] * curvature.d1[0, rows])               # sqrt(w_i) g_i
         rhs = per_sample - root[rows].unsqueeze(-1) * gbar
         U, it, residual = _solve(curvature, rhs, tol, max_iter, "standard_errors")
@@ -401,7 +401,7 @@ def influence(params: dict, X, y, X_targets, y_targets, *, task: str, ridge: flo
     out = []
     for start in range(0, X_targets.shape[0], block):
         rows = slice(start, min(X_targets.shape[0], start + block))
-        gradients = _example_gradients(curvature, X_targets[rows], at_targets.A[0, rows], at_targets.t[0, rows],
+        gradients = _example_gradients(X_targets[rows], at_targets.A[0, rows], at_targets.t[0, rows],
                                        at_targets.d1[0, rows])
         solved = _solve(curvature, gradients, tol, max_iter, "influence")[0]
         out.append(named_order(from_unit_layout(-solved / n, h, d)))
@@ -414,7 +414,7 @@ NOT_POSITIVE_DEFINITE = ("{what}: the Hessian is not positive definite at these 
                          "non-positive curvature): the model is not at a minimum")
 
 
-def _example_gradients(curvature: Curvature, X, A, t, scale) -> torch.Tensor:
+def _example_gradients(X, A, t, scale) -> torch.Tensor:
     """[r, p] in the flat layout: ``scale_i`` times the gradient of the output at each row, ``A`` = ``v tanh'``
     and ``t`` = ``tanh`` of its pre-activations (with ``scale`` = ``loss'``, the per-example loss gradients)."""
     scale = scale.unsqueeze(-1)

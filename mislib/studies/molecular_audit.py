@@ -40,6 +40,9 @@ def configuration_rows(item: dict) -> pd.DataFrame:
     ``n_targets``, ``n_bootstrap``, ``indicator_bootstrap``, ``quantizers`` (triples) and optionally ``device``."""
     import torch
 
+    # One torch thread, whatever the caller's: the 16-unit heads differ at the 1e-7 level after training with the
+    # thread count, and discrete releases amplify that (a pruning threshold between two nearly equal weights), so
+    # a configuration recomputed in a notebook kernel must see what the grid's one-thread workers saw.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -49,9 +52,6 @@ def configuration_rows(item: dict) -> pd.DataFrame:
 
 
 def _configuration_rows(item: dict) -> pd.DataFrame:
-    # One torch thread, whatever the caller's: the 16-unit heads differ at the 1e-7 level after training with the
-    # thread count, and discrete releases amplify that (a pruning threshold between two nearly equal weights), so
-    # a configuration recomputed in a notebook kernel must see what the grid's one-thread workers saw.
     import torch
 
     from mislib.evaluation import audit
