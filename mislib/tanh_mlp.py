@@ -345,14 +345,16 @@ def _damped_newton_step(curvature: Curvature, g, damping, active, cg_tol, cg_max
 # ------------------------------------------------------------------------------------ standard errors
 
 def standard_errors(params: dict, X, y, *, task: str, ridge: float, sample_weight=None, tol: float = 1e-10,
-                    max_iter: int = 200):
+                    max_iter: int = 200, return_solves: bool = False):
     """Exact sandwich standard errors of one head (``params`` without batch dimension, ``X`` [n, d], ``y`` [n]):
     ``diag(H^-1 V H^-1) / n_eff`` with ``V = R' R``, ``r_i = sqrt(w_i) (g_i - gbar)`` (as
     ``mislib.variance.sandwich_variance``), each ``H^-1 r_i`` by preconditioned conjugate gradients, in blocks
     of right-hand sides. Returns ``(se as a dict like params, newton_step [p] in named order, details)``.
 
     Raises ``ValueError`` when the conjugate gradients meet non-positive curvature (the Hessian is not positive
-    definite at these parameters, so the sandwich does not exist)."""
+    definite at these parameters, so the sandwich does not exist). ``return_solves``: ``details["solves"]`` also
+    holds ``H^-1 g_i`` [m, p] (named order) for the rows of positive weight, which ``influence(known=...)`` then
+    need not solve again (the white-box attack reuses them)."""
     n = X.shape[0]
     raw = torch.ones(n, dtype=X.dtype, device=X.device) if sample_weight is None else sample_weight.to(X)
     keep = raw > 0
@@ -369,6 +371,9 @@ def standard_errors(params: dict, X, y, *, task: str, ridge: float, sample_weigh
     block = max(1, min(m, RHS_BLOCK_ENTRIES // curvature.p))
     var = torch.zeros(curvature.p, dtype=X.dtype, device=X.device)
     worst, iterations = 0.0, 0
+    # H^-1 g_i = H^-1 r_i / sqrt(w_i) + H^-1 gbar: one more solve gives every member's own
+    mean_solve = _solve(curvature, gbar, tol, max_iter, "standard_errors")[0] if return_solves else None
+    solves = []
     for start in range(0, m, block):
         rows = slice(start, min(m, start + block))
         per_sample = _example_gradients(Xm[rows], curvature.A[0, rows], curvature.t[0, rows],
@@ -377,37 +382,48 @@ def standard_errors(params: dict, X, y, *, task: str, ridge: float, sample_weigh
         U, it, residual = _solve(curvature, rhs, tol, max_iter, "standard_errors")
         var += (U ** 2).sum(0)
         worst, iterations = max(worst, residual), max(iterations, it)
+        if return_solves:
+            solves.append(named_order(from_unit_layout(U / root[rows].unsqueeze(-1) + mean_solve, h, d)))
     step = _solve(curvature, gradient, tol, max_iter, "standard_errors")[0]
     if not bool(curvature.positive_definite().all()):
         raise ValueError(NOT_POSITIVE_DEFINITE.format(what="standard_errors"))
     se = from_unit_layout((var / n_eff).clamp_min(0).sqrt(), h, d)
-    return se, named_order(from_unit_layout(step[0], h, d)), {"iterations": iterations, "residual": worst,
-                                                              "n_eff": n_eff}
+    details = {"iterations": iterations, "residual": worst, "n_eff": n_eff}
+    if return_solves:
+        details["solves"] = torch.cat(solves)
+    return se, named_order(from_unit_layout(step[0], h, d)), details
 
 
 def influence(params: dict, X, y, X_targets, y_targets, *, task: str, ridge: float, tol: float = 1e-10,
-              max_iter: int = 200) -> torch.Tensor:
+              max_iter: int = 200, known: tuple | None = None) -> torch.Tensor:
     """``-(1/n) H^-1 grad loss(z_j)`` for each target row ``z_j`` (``[m, p]`` in ``named_parameters`` order): the
     first-order change of the minimiser when ``z_j`` joins the ``n`` training rows ``(X, y)`` of one head
     (``mislib.evaluation.audit_attacks.insertion_influence``, whose dense twin it is). ``H`` is the exact Hessian
     of the mean loss plus the ridge; each solve by preconditioned conjugate gradients, in blocks of targets.
+    ``known``: ``(rows, solves)``, ``H^-1 g_j`` already solved for those rows of the targets (named order, as
+    ``standard_errors(return_solves=True)`` gives them for the training rows); only the others are solved.
     Raises ``ValueError`` where the Hessian is not positive definite."""
     n = X.shape[0]
     batch = {name: value.unsqueeze(0) for name, value in params.items()}
     curvature = Curvature(batch, X, y, torch.full((1, n), 1.0 / n, dtype=X.dtype, device=X.device), task, ridge)
     h, d, p = curvature.h, curvature.d, curvature.p
-    at_targets = Curvature(batch, X_targets, y_targets, torch.zeros(1, X_targets.shape[0]).to(X), task, ridge)
-    block = max(1, min(X_targets.shape[0], RHS_BLOCK_ENTRIES // p))
-    out = []
-    for start in range(0, X_targets.shape[0], block):
-        rows = slice(start, min(X_targets.shape[0], start + block))
-        gradients = _example_gradients(X_targets[rows], at_targets.A[0, rows], at_targets.t[0, rows],
+    out = torch.empty(X_targets.shape[0], p, dtype=X.dtype, device=X.device)
+    todo = torch.ones(X_targets.shape[0], dtype=torch.bool, device=X.device)
+    if known is not None:
+        rows, solves = known
+        out[rows], todo[rows] = -solves.to(out) / n, False
+    todo = torch.nonzero(todo).flatten()
+    at_targets = Curvature(batch, X_targets[todo], y_targets[todo], torch.zeros(1, todo.numel()).to(X), task, ridge)
+    block = max(1, min(todo.numel(), RHS_BLOCK_ENTRIES // p))
+    for start in range(0, todo.numel(), block):
+        rows = slice(start, min(todo.numel(), start + block))
+        gradients = _example_gradients(X_targets[todo[rows]], at_targets.A[0, rows], at_targets.t[0, rows],
                                        at_targets.d1[0, rows])
         solved = _solve(curvature, gradients, tol, max_iter, "influence")[0]
-        out.append(named_order(from_unit_layout(-solved / n, h, d)))
+        out[todo[rows]] = named_order(from_unit_layout(-solved / n, h, d))
     if not bool(curvature.positive_definite().all()):     # the targets' gradients alone can miss a saddle
         raise ValueError(NOT_POSITIVE_DEFINITE.format(what="influence"))
-    return torch.cat(out)
+    return out
 
 
 NOT_POSITIVE_DEFINITE = ("{what}: the Hessian is not positive definite at these parameters (conjugate gradients met "
@@ -445,6 +461,16 @@ def _penalised(h: int, d: int, like) -> torch.Tensor:
     unit[d] = 0
     return torch.cat([unit.repeat(h), torch.ones(h, dtype=like.dtype, device=like.device),
                       torch.zeros(1, dtype=like.dtype, device=like.device)])
+
+
+def takes(model, loss, penalize, ridge: float) -> bool:
+    """Whether the standard errors and the insertion influences of ``model`` go matrix-free through this module
+    (under ``hessian="auto"``): a one-output tanh ``MLPHead`` (``applies``) with a ridge and more parameters than
+    ``mislib.objective.EXACT_MAX_PARAMETERS``, the dense paths' limit."""
+    from mislib.objective import EXACT_MAX_PARAMETERS
+
+    return (applies(model, loss, penalize) and ridge > 0
+            and sum(p.numel() for p in model.parameters()) > EXACT_MAX_PARAMETERS)
 
 
 def applies(model, loss, penalize) -> bool:

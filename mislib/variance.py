@@ -119,8 +119,7 @@ def structured_or_sandwich_variance(problem: Objective, hessian, settings, cg_to
     from mislib import sandwich, tanh_mlp
 
     model, loss, ridge, sample_weight, penalize = settings
-    if hessian == "auto" and problem.p > EXACT_MAX_PARAMETERS and tanh_mlp.applies(model, loss, penalize) \
-            and ridge > 0:
+    if hessian == "auto" and tanh_mlp.takes(model, loss, penalize, ridge):
         # exact, matrix-free: conjugate gradients preconditioned by the Gauss-Newton inverse (no sketch)
         params = {name: value.detach() for name, value in model.named_parameters()}
         se, newton_step, _ = tanh_mlp.standard_errors(params, problem.X, problem.y, task=tanh_mlp.task_of(model),

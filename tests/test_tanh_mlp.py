@@ -133,6 +133,55 @@ def test_insertion_influence_equals_the_dense_one(polished, monkeypatch):
         torch.testing.assert_close(dispatched, direct, rtol=0, atol=0)
 
 
+def test_member_solves_of_the_sandwich_are_the_influences_of_the_members(polished):
+    """``standard_errors(return_solves=True)`` gives ``H^-1 g_i`` of every member (what the sandwich solved
+    anyway); ``influence(known=...)`` then solves only the other rows, with the same result."""
+    task, X, y, weights, _, params = polished
+    keep = weights[0] > 0
+    head = {k: v[0] for k, v in params.items()}
+    se, _, details = tanh_mlp.standard_errors(head, X[keep], y[keep], task=task, ridge=RIDGE, return_solves=True)
+    plain = tanh_mlp.standard_errors(head, X[keep], y[keep], task=task, ridge=RIDGE)[0]
+    assert all(torch.equal(se[k], plain[k]) for k in se)
+    full = tanh_mlp.influence(head, X[keep], y[keep], X, y, task=task, ridge=RIDGE)
+    n, members = int(keep.sum()), torch.nonzero(keep).flatten()
+    torch.testing.assert_close(-details["solves"] / n, full[members], rtol=1e-7, atol=1e-12)
+    reused = tanh_mlp.influence(head, X[keep], y[keep], X, y, task=task, ridge=RIDGE,
+                                known=(members, details["solves"]))
+    torch.testing.assert_close(reused, full, rtol=1e-7, atol=1e-12)
+
+
+def test_an_audit_of_large_heads_equals_the_dense_audit(monkeypatch):
+    """The whole audit with the heads forced onto the matrix-free path (standard errors, the members' solves
+    reused by the white-box attack, the other examples' influences) against the dense path: the same rows."""
+    import mislib.objective
+    from mislib import quantizers as Q
+    from mislib.evaluation import audit
+
+    g = torch.Generator().manual_seed(7)
+    X = torch.randn(80, 4, generator=g, dtype=torch.float64)
+    y = ((X[:, 0] + 0.5 * torch.randn(80, generator=g, dtype=torch.float64)) > 0).double()
+    Xt = torch.randn(60, 4, generator=g, dtype=torch.float64)
+    yt = (Xt[:, 0] > 0).double()
+    quantizers = {"identity": Q.get("identity"), "uniform 4-bit": Q.get("uniform", bits=4)}
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return audit.run_audit(X, y, Xt, yt, quantizers, model=audit.ModelSpec(kind="mlp", hidden=2, ridge=0.05,
+                                                                                   n_iter=300),
+                                   n_shadow=6, seed=1, n_bootstrap=0, n_targets=2)
+
+    dense = run()
+    monkeypatch.setattr(mislib.objective, "EXACT_MAX_PARAMETERS", 5)
+    free = run()
+    keep = ~dense["measurement"].str.endswith("seconds")
+    left, right = dense[keep].reset_index(drop=True), free[keep].reset_index(drop=True)
+    assert (left["method"] == right["method"]).all() and "whitebox" in set(left["method"])
+    torch.testing.assert_close(torch.tensor(right["value"].to_numpy(dtype=float)),
+                               torch.tensor(left["value"].to_numpy(dtype=float)), rtol=1e-6, atol=1e-9,
+                               equal_nan=True)
+
+
 def test_a_saddle_is_refused():
     """At W = 0, v = 0 the Hessian couples each unit's weights with its output weight through the mean
     residual: an indefinite block when that coupling beats the ridge. The sandwich must refuse it."""

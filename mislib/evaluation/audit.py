@@ -205,10 +205,10 @@ def _audit_target(s: AuditSetup, params: dict, masks: np.ndarray, quantized: dic
     indicator's cost and in the shadow audit's (the white-box attack uses them too)."""
     rows = AuditRows(label, int(s.members.size), s.seed, target)
     target_module = s.arch.module(params, 0)
-    se, se_flat, se_seconds = target_standard_errors(s, target_module)
+    se, se_flat, se_seconds, member_solves = target_standard_errors(s, target_module)
     found, indicator_seconds, intervals, boot_seconds, boot_fits, boot_used = indicator_phase(s, target_module, se)
     reference = unquantized(s, params, se_flat)
-    whitebox = whitebox_setup(s, params, target_module, se_flat) if s.attacks_on else None
+    whitebox = whitebox_setup(s, params, target_module, se_flat, member_solves) if s.attacks_on else None
     shadow_in = masks[:, s.evaluated]
     shadow_total = metrics_total = 0.0
     for name, q in s.items:

@@ -27,7 +27,7 @@ ATTACK_METRICS = ("auc", "advantage", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")
 # ----------------------------------------------------------------------------------------------- influence
 
 def insertion_influence(module, X_train, y_train, X_targets, y_targets, loss, *, ridge: float = 0.0,
-                        chunk_size: int = 2 ** 22) -> torch.Tensor:
+                        chunk_size: int = 2 ** 22, known: tuple | None = None) -> torch.Tensor:
     """``-(1/n) H^-1 grad loss(z_j)`` for each target ``z_j`` (rows ``[m, P]``, named-parameter order).
 
     The first-order change of the minimiser of ``mislib.evaluation.trainers``' objective on
@@ -37,17 +37,19 @@ def insertion_influence(module, X_train, y_train, X_targets, y_targets, loss, *,
     penalty). The Hessian is exact up to ``indicator.EXACT_MAX_PARAMETERS`` parameters, else solves are done
     by conjugate gradients on Hessian-vector products: for a one-output tanh ``MLPHead`` those of
     ``mislib.tanh_mlp.influence`` (preconditioned by the Gauss-Newton inverse, batched over targets; it raises
-    ``ValueError`` where the Hessian is not positive definite), otherwise by automatic differentiation. Elsewhere
+    ``ValueError`` where the Hessian is not positive definite; ``known`` = ``(rows, H^-1 g)`` of targets already
+    solved, as ``tanh_mlp.standard_errors(return_solves=True)`` gives them for the training rows, and ignored on
+    the other paths), otherwise by automatic differentiation. Elsewhere
     a Hessian that is not positive definite (a non-convex model not exactly at a minimum) is floored at ``1e-8``
     times its largest eigenvalue."""
     from mislib import tanh_mlp
     from mislib.objective import EXACT_MAX_PARAMETERS, Objective, block_cg
 
     train = Objective(module, X_train, y_train, loss, ridge, None, None, chunk_size)
-    if train.p > EXACT_MAX_PARAMETERS and tanh_mlp.applies(module, loss, None) and ridge > 0:
+    if tanh_mlp.takes(module, loss, None, ridge):
         params = {name: value.detach() for name, value in module.named_parameters()}
         return tanh_mlp.influence(params, train.X, train.y, X_targets.to(train.X), y_targets.to(train.y),
-                                  task=tanh_mlp.task_of(module), ridge=ridge).to(train.theta.dtype)
+                                  task=tanh_mlp.task_of(module), ridge=ridge, known=known).to(train.theta.dtype)
     targets = Objective(module, X_targets, y_targets, loss, ridge, None, None, chunk_size)
     G = targets.per_sample_grads(train.theta)                        # [m, P]
     if train.p <= EXACT_MAX_PARAMETERS:
@@ -143,9 +145,11 @@ class WhiteBox:
     seconds: float
 
 
-def whitebox_setup(s: AuditSetup, params: dict, target_module, se: np.ndarray) -> WhiteBox:
+def whitebox_setup(s: AuditSetup, params: dict, target_module, se: np.ndarray,
+                   member_solves: torch.Tensor | None = None) -> WhiteBox:
     """Phase 3 (attacks), shared by every quantizer: shadow mean and spread of the weights, sandwich standard
-    errors ``se`` (flat) with the finite-population correction, and each example's shift."""
+    errors ``se`` (flat) with the finite-population correction, and each example's shift. ``member_solves``:
+    ``H^-1 g_i`` of the members (``target_standard_errors`` of a large tanh head), reused for their shifts."""
     start = time.perf_counter()
     X_members, y_members = s.member_data()
     N, n = s.X_pool.shape[0], int(s.members.size)
@@ -153,8 +157,13 @@ def whitebox_setup(s: AuditSetup, params: dict, target_module, se: np.ndarray) -
     correction = math.sqrt((N - n) / max(1, N - 1))  # random halves of a fixed pool: finite-population
     std_sandwich = np.maximum(se * correction, 1e-12)
     evaluated = torch.as_tensor(s.evaluated, device=s.X_pool.device)
+    known = None
+    if member_solves is not None:       # s.members and s.evaluated are sorted pool indices
+        rows = np.flatnonzero(np.isin(s.evaluated, s.members))
+        known = (torch.as_tensor(rows, device=s.X_pool.device),
+                 member_solves[torch.as_tensor(np.searchsorted(s.members, s.evaluated[rows]))])
     shifts = insertion_influence(target_module, X_members, y_members, s.X_pool[evaluated], s.y_pool[evaluated],
-                                 s.arch.loss, ridge=s.spec.ridge).cpu().numpy()
+                                 s.arch.loss, ridge=s.spec.ridge, known=known).cpu().numpy()
     return WhiteBox(mean=shadow_flat.mean(axis=0), std_shadow=np.maximum(shadow_flat.std(axis=0, ddof=1), 1e-12),
                     std_sandwich=std_sandwich, shifts=shifts, seconds=time.perf_counter() - start)
 

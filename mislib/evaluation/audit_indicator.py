@@ -25,18 +25,29 @@ INDICATOR_MEASUREMENTS = ("ranking_score", "ranking_score_averaged", "expected_e
                           "log_p_flip_with_scale", "delta_bound_with_scale", "weights_at_risk", "scale_r", "z_min")
 
 
-def target_standard_errors(s: AuditSetup, target_module) -> tuple[dict, np.ndarray, float]:
+def target_standard_errors(s: AuditSetup, target_module) -> tuple[dict, np.ndarray, float, torch.Tensor | None]:
     """The audited model's sandwich standard errors (``indicator.standard_errors`` on its members, the audit's
     seed for a sketched solve): as a dict of named parameters (for the indicator), flat in named-parameter
-    order floored at 1e-12 (for the white-box attack and the distortion baseline), and their seconds."""
+    order floored at 1e-12 (for the white-box attack and the distortion baseline), their seconds, and for a
+    head on the matrix-free path (``tanh_mlp.takes``) the members' solves ``H^-1 g_i`` that the sandwich needed
+    anyway, which the white-box attack reuses (else ``None``). The same standard errors either way."""
+    from mislib import tanh_mlp
+
     start = time.perf_counter()
     X_members, y_members = s.member_data()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", indicator.NotAtOptimumWarning)
-        se = indicator.standard_errors(target_module, X_members, y_members, s.arch.loss, ridge=s.spec.ridge,
-                                       seed=s.seed)
+    solves = None
+    if tanh_mlp.takes(target_module, s.arch.loss, None, s.spec.ridge):
+        params = {name: value.detach() for name, value in target_module.named_parameters()}
+        se, _, details = tanh_mlp.standard_errors(params, X_members, y_members, task=tanh_mlp.task_of(target_module),
+                                                  ridge=s.spec.ridge, return_solves=True)
+        solves = details["solves"]
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", indicator.NotAtOptimumWarning)
+            se = indicator.standard_errors(target_module, X_members, y_members, s.arch.loss, ridge=s.spec.ridge,
+                                           seed=s.seed)
     flat = flat_batch({k: v.unsqueeze(0) for k, v in se.items()})[0].cpu().numpy()
-    return se, np.maximum(flat, indicator.ZERO_STDERR_FLOOR), time.perf_counter() - start
+    return se, np.maximum(flat, indicator.ZERO_STDERR_FLOOR), time.perf_counter() - start, solves
 
 
 def indicator_phase(s: AuditSetup, target_module, stderr: dict):
