@@ -251,6 +251,37 @@ def test_every_model_as_target_keeps_target_zero_and_audits_the_others():
     assert set(many.sample_size) == {30}       # every shadow trains on a half of the pool, like the target
 
 
+def test_an_audit_split_into_targets_with_a_cached_batch_gives_the_same_rows(tmp_path):
+    """``targets=`` audits a piece of the models, ``trained=`` caches the batch: the pieces, trained once, give
+    the rows of the whole audit (cost rows included, the training seconds read back); a corrupt cache file is
+    removed and the batch trained again."""
+    law = GaussianMixture(dim=6, k_modes=2, separation=2.0)
+    X, y = law.sample(60, seed=4)
+    Xt, yt = law.sample(100, seed=5)
+    quantizers = {"identity": Q.get("identity"), "uniform 2-bit": Q.get("uniform", bits=2)}
+    kwargs = dict(model=audit.ModelSpec(kind="logistic", ridge=1e-3), n_shadow=6, seed=1, n_bootstrap=20,
+                  n_targets=3)
+    path = tmp_path / "batch.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = audit.run_audit(X, y, Xt, yt, quantizers, trained=path, **kwargs)
+        stored = path.read_bytes()
+        pieces = pd.concat([audit.run_audit(X, y, Xt, yt, quantizers, trained=path, targets=[t], **kwargs)
+                            for t in (2, 0, 1)])
+        assert path.read_bytes() == stored                 # read back, not trained again
+        path.write_bytes(stored[:-8] + b"corrupt!")
+        again = audit.run_audit(X, y, Xt, yt, quantizers, trained=path, targets=[1], **kwargs)
+    keys = ["target", "quantizer", "method", "measurement"]
+    timed = whole.measurement.str.endswith("seconds") & (whole.measurement != "training_seconds")
+    left = whole[~timed].set_index(keys)["value"].sort_index()
+    right = pieces[~pieces.measurement.str.endswith("seconds") | (pieces.measurement == "training_seconds")]
+    pd.testing.assert_series_equal(right.set_index(keys)["value"].sort_index(), left)
+    recomputed = again[again.method != "cost"].set_index(keys)["value"].sort_index()
+    pd.testing.assert_series_equal(recomputed, left.loc[recomputed.index])
+    with pytest.raises(ValueError, match="targets must name"):
+        audit.run_audit(X, y, Xt, yt, quantizers, targets=[3], **kwargs)
+
+
 def test_many_targets_need_enough_shadows():
     law = GaussianMixture(dim=4, k_modes=2, separation=2.0)
     X, y = law.sample(40, seed=1)

@@ -106,7 +106,8 @@ def _recompute_molecular(config):
     order = {"freesolv": 0, "b3db_regression": 1, "solubility": 2, "b3db_classification": 3}
     points = [p for p in config["grid"] if p["embedder"] in ("ecfp4", "maccs")] or config["grid"]
     # MACCS first: on the full representations its head is the smallest (167 inputs against ECFP4's 2,048)
-    cheapest = min(points, key=lambda p: (order.get(p["task"], 9), p["embedder"] != "maccs", p["seed"]))
+    cheapest = min(points, key=lambda p: (order.get(p["task"], 9), p["embedder"] != "maccs", p["seed"],
+                                          p.get("target", 0)))
     return molecular.configuration_rows({**shared, **cheapest, "device": "cpu"})
 
 

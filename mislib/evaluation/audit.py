@@ -95,10 +95,24 @@ def _train(s: AuditSetup):
     return params, masks, time.perf_counter() - start
 
 
+def _train_cached(s: AuditSetup, path):
+    """``_train`` through a cache file (``run_audit(trained=...)``); the shadow masks are recomputed (seeded)."""
+    from mislib.infra.tables import cached_tensors
+
+    def compute():
+        params, _, seconds = _train(s)
+        return {"params": {k: v.cpu() for k, v in params.items()}, "seconds": seconds}
+
+    stored = cached_tensors(path, compute)
+    N = s.X_pool.shape[0]
+    masks = shadow_masks(N, s.n_shadow, s.seed) if s.attacks_on else np.zeros((0, N), dtype=bool)
+    return ({k: v.to(s.X_pool.device) for k, v in stored["params"].items()}, masks, float(stored["seconds"]))
+
+
 def run_audit(X_pool, y_pool, X_test, y_test, quantizers: Mapping[str, Quantizer], *,
               model: str | ModelSpec = "logistic", task: str | None = None, n_shadow: int = 64, seed: int = 0,
               n_bootstrap: int = 200, indicator_bootstrap: int = 0, attacks_on: bool = True, device=None,
-              model_label: str | None = None, n_targets: int = 1) -> pd.DataFrame:
+              model_label: str | None = None, n_targets: int = 1, targets=None, trained=None) -> pd.DataFrame:
     """Audit every quantizer's release of a model trained on a random half of ``(X_pool, y_pool)``.
 
     Parameters
@@ -123,6 +137,13 @@ def run_audit(X_pool, y_pool, X_test, y_test, quantizers: Mapping[str, Quantizer
         training sets per audit at no extra training): 1 = the target only; ``1 + k`` adds shadows 0..k-1, each
         audited exactly as the target with every other model as a reference (rows ``target`` = 0, 1, ...).
         Needs ``n_shadow >= 6`` when above 1.
+    targets : sequence of int or None
+        Audit only these of the ``n_targets`` models (default: all): a long audit split into resumable pieces
+        gives the same rows, piece by piece (each target's rows depend only on the trained batch).
+    trained : path or None
+        Where phase 1 is cached (``infra.tables.cached_tensors``): the batch's parameters and training seconds
+        are read from there when present, else trained and stored, so that the pieces of one audit train once.
+        The caller names the file by everything the training depends on.
     seed, device, model_label
         Same seed, same numbers; ``model_label`` is written in the ``model`` column (default: the kind).
 
@@ -162,10 +183,13 @@ def run_audit(X_pool, y_pool, X_test, y_test, quantizers: Mapping[str, Quantizer
         # a shadow playing the target leaves its partner unpaired: LiRA's per-example variance needs two complete
         # pairs of references left, so that every example is IN and OUT of at least two of them
         raise ValueError(f"n_targets > 1 needs n_shadow >= 6, got {s.n_shadow}")
-    params, masks, fit_seconds = _train(s)
+    targets = list(range(n_targets)) if targets is None else [check_int("targets", t, minimum=0) for t in targets]
+    if not targets or max(targets) >= n_targets:
+        raise ValueError(f"targets must name at least one of the n_targets={n_targets} models, got {targets}")
+    params, masks, fit_seconds = _train(s) if trained is None else _train_cached(s, trained)
     released = releases(s, params)
     frames = []
-    for target in range(n_targets):
+    for target in targets:
         view, order, view_masks = _as_target(s, masks, target)
         ordered = {k: v[order] for k, v in params.items()}
         frames.append(_audit_target(view, ordered, view_masks, {label: r.reordered(order) for label, r in

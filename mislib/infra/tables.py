@@ -190,6 +190,28 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def cached_tensors(path: Path, compute: Callable[[], dict]) -> dict:
+    """A dict of tensors (and numbers) stored at ``path`` with a SHA-256 checksum beside it: read back when both
+    are there and agree, else computed by ``compute()`` and written atomically. A file whose checksum does not
+    match is removed and recomputed (what ``cached_grid`` does with a corrupt point)."""
+    import torch
+
+    path, sum_path = Path(path), Path(f"{path}.sha256")
+    if path.exists() and sum_path.exists():
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() == sum_path.read_text().strip():
+            return torch.load(io.BytesIO(data), weights_only=True)
+        path.unlink(missing_ok=True)
+        sum_path.unlink(missing_ok=True)
+    value = compute()
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data)
+    atomic_write_bytes(sum_path, hashlib.sha256(data).hexdigest().encode())
+    return value
+
+
 def package_versions() -> dict[str, str]:
     versions = {}
     for name in RECORDED_PACKAGES:

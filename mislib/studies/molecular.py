@@ -176,8 +176,11 @@ def study_settings(sizes: dict, hidden: int | dict | None = None) -> dict:
 
 
 def study_items(tasks: Sequence[str] = TASKS, embedders: Sequence[str] = EMBEDDERS,
-                seeds: Sequence[int] = (0, 1, 2)) -> list[dict]:
-    """The grid: one item per (task, embedder, seed)."""
+                seeds: Sequence[int] = (0, 1, 2), n_targets: int | None = None) -> list[dict]:
+    """The grid: one item per (task, embedder, seed), or with ``n_targets`` one per (task, embedder, seed,
+    target): each audited model is a resumable piece (its configuration's trained batch is cached once,
+    ``molecular_audit.trained_batch_path``), so that no piece is longer than one target's audit. Target-major
+    order: parallel workers start on different configurations, and later targets find their batch trained."""
     for task in tasks:
         check_choice("task", task, TASKS)
     for embedder in embedders:
@@ -185,7 +188,11 @@ def study_items(tasks: Sequence[str] = TASKS, embedders: Sequence[str] = EMBEDDE
     seeds = [check_int("seed", s, minimum=0) for s in seeds]
     if not tasks or not embedders or not seeds:
         raise ValueError("tasks, embedders and seeds must each name at least one")
-    return [{"task": t, "embedder": e, "seed": s} for t in tasks for e in embedders for s in seeds]
+    items = [{"task": t, "embedder": e, "seed": s} for t in tasks for e in embedders for s in seeds]
+    if n_targets is None:
+        return items
+    return [{**item, "target": target} for target in range(check_int("n_targets", n_targets, minimum=1))
+            for item in items]
 
 
 SETTING_KEYS = ("n_molecules", "data_seed", "reference_fraction", "test_fraction", "n_features", "clip", "hidden",
@@ -207,7 +214,7 @@ def run_study(settings: dict, *, tasks: Sequence[str] = TASKS, embedders: Sequen
     if missing or extra:
         raise ValueError(f"settings: missing {missing}, unknown {extra}; expected exactly {list(SETTING_KEYS)}")
     shared = {**settings, "quantizers": [[label, qname, dict(params)] for label, qname, params in quantizers]}
-    items = study_items(tasks, embedders, seeds)
+    items = study_items(tasks, embedders, seeds, n_targets=settings["n_targets"])
     worker = AuditWorker(device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # per-point library warnings (convergence notes) are not results
@@ -666,8 +673,8 @@ def quantizer_overview(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def failures(table: pd.DataFrame) -> pd.DataFrame:
-    """The configurations (task, embedder, seed) recorded as failed: no initialisation gave a target with a
-    positive-definite Hessian, so they have no audit rows (``configuration_rows``)."""
+    """The audited models (task, embedder, seed, target) recorded as failed: no initialisation gave that model a
+    positive-definite Hessian, so it has no audit rows (``configuration_rows``)."""
     table = check_table(table)
     part = table[table["method"] == "failure"]
-    return part[["task", "embedder", "seed", "measurement", "value"]].reset_index(drop=True)
+    return part[["task", "embedder", "seed", "target", "measurement", "value"]].reset_index(drop=True)

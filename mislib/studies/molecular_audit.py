@@ -65,6 +65,7 @@ def _configuration_rows(item: dict) -> pd.DataFrame:
     as_tensor = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
     quantizers = study_quantizers(item["quantizers"])
     hidden = head_hidden(item["hidden"], task)
+    target = item.get("target")     # one audited model of the configuration (a resumable piece), or all of them
     table = None
     for attempt in range(MAX_INIT_ATTEMPTS):
         # Why retries: the MLP objective is not convex. If the target ends where its Hessian is not positive
@@ -79,7 +80,9 @@ def _configuration_rows(item: dict) -> pd.DataFrame:
                                     as_tensor(prepared.X_test), as_tensor(prepared.y_test), quantizers, model=spec,
                                     n_shadow=item["n_shadow"], seed=seed, n_bootstrap=item["n_bootstrap"],
                                     indicator_bootstrap=item["indicator_bootstrap"], device=item.get("device"),
-                                    model_label=f"mlp (hidden {hidden})", n_targets=item.get("n_targets", 1))
+                                    model_label=f"mlp (hidden {hidden})", n_targets=item.get("n_targets", 1),
+                                    targets=None if target is None else [target],
+                                    trained=trained_batch_path(item, init_seed))
             break
         except ValueError as error:
             if "positive definite" not in str(error):
@@ -89,6 +92,7 @@ def _configuration_rows(item: dict) -> pd.DataFrame:
         # not depend on the initialisation). The configuration is recorded as failed, not dropped silently.
         table = pd.DataFrame([{"model": f"mlp (hidden {hidden})", "quantizer": "(all)",
                                "sample_size": int(prepared.split.pool.size // 2), "seed": seed,
+                               "target": math.nan if target is None else target,
                                "method": "failure", "measurement": FAILURE_MEASUREMENT,
                                "value": float(MAX_INIT_ATTEMPTS), "value_low": math.nan, "value_high": math.nan}])
     rmse = (table["method"] == "test") & (table["measurement"] == "rmse")
@@ -101,6 +105,18 @@ def _configuration_rows(item: dict) -> pd.DataFrame:
         table.insert(position, name, value)
     return table
 
+
+
+def trained_batch_path(item: dict, init_seed: int):
+    """Where the trained batch (target and shadows) of a configuration is cached (``run_audit(trained=...)``):
+    named by the whole item but the audited model and the device, the initialisation and the code that trains,
+    so the audited models of one configuration, computed as separate grid points, train it once."""
+    from mislib.infra.paths import cache_dir
+    from mislib.infra.tables import code_version, config_hash
+
+    key = {k: v for k, v in item.items() if k not in ("target", "device")}
+    key.update(init_seed=init_seed, code=code_version((__name__,)))
+    return cache_dir() / "models" / "molecular" / f"{config_hash(key)}.pt"
 
 
 class AuditWorker:
