@@ -63,11 +63,19 @@ def rows() -> list[tuple[str, str, str, str, str]]:
                 f"standard errors {largest['se_ratio']:.1f}x ({_seconds(largest['se_matrix_free_seconds'])} vs "
                 f"{_seconds(largest['se_dense_seconds'])}); largest relative difference "
                 f"{max(r['se_max_relative_difference'] for r in compared):.0e}")
+        influence = [r for r in compared if "influence_ratio" in r]
+        if influence:
+            text += "; white-box insertion influence against the autodiff CG it replaced: " + ", ".join(
+                f"p = {r['parameters']:,} {r['influence_ratio']:.0f}x ({_seconds(r['influence_matrix_free_seconds'])} "
+                f"vs {_seconds(r['influence_autodiff_cg_seconds'])})" for r in influence) + \
+                f", largest relative difference {max(r['influence_max_relative_difference'] for r in influence):.0e}"
         if big:
             text += (f"; p = {big[0]['parameters']:,} (matrix-free only): polish of {big[0]['heads']} heads "
                      f"{_seconds(big[0]['polish_matrix_free_seconds'])}, standard errors "
-                     f"{_seconds(big[0]['se_matrix_free_seconds'])} (the dense path would need an 8.6 GB Hessian "
-                     f"per head)")
+                     f"{_seconds(big[0]['se_matrix_free_seconds'])}"
+                     + (f", influence of {big[0]['influence_rows']} rows "
+                        f"{_seconds(big[0]['influence_matrix_free_seconds'])}" if "influence_rows" in big[0] else "")
+                     + " (the dense path would need an 8.6 GB Hessian per head)")
         text += f"; both polishes reach the same minimum in {sum(r['polish_same_minimum'] for r in compared)} of " \
                 f"{sum(r['heads'] for r in compared)} heads (the others: equal objectives to " \
                 f"{max(r['polish_objective_max_difference'] for r in compared):.0e})"

@@ -9,8 +9,12 @@ Woodbury inverse of the Gauss-Newton form). Side by side in one run, same data, 
   and 500 (p = 1,633, 4,033 and 8,033): seconds of the polish (from the same Adam fit; how many heads both
   polishes bring to the same minimum, and the largest difference of their objectives) and of the exact standard
   errors of head 0 at its matrix-free minimum (its 600 members), with their largest relative difference;
+* the white-box attack's insertion influence ``-(1/n) H^-1 g_j`` of ``INFLUENCE_ROWS`` rows for head 0 at
+  p = 4,033 and 8,033: ``mislib.tanh_mlp.influence`` against the automatic-differentiation conjugate gradients
+  that ``insertion_influence`` used above 2,000 parameters before (``objective.block_cg`` on ``Objective.hvp``,
+  unpreconditioned), with their largest relative difference;
 * one point the dense path cannot reach on this machine: d = 2,048 (p = 32,801, a 8.6 GB Hessian), matrix-free
-  only, the polish of 8 heads and one head's standard errors.
+  only, the polish of 8 heads, one head's standard errors and the influence of ``INFLUENCE_ROWS`` rows.
 
     python -m bench.tanh_mlp_scaling [--quick]
 """
@@ -29,6 +33,7 @@ HIDDEN, N_ROWS, N_HEADS, RIDGE, DENSITY = 16, 1200, 8, 0.03, 0.02
 DIMS = (100, 250, 500)
 BIG_DIM = 2048
 TARGET_RATIO = 2.0      # matrix-free at least 2x faster than dense at p = 8,033, same standard errors (1e-6)
+INFLUENCE_ROWS = 100    # rows whose insertion influence is solved (the audits solve every pool row)
 
 
 def _problem(d: int, seed: int = 0):
@@ -57,7 +62,8 @@ def _measure(d: int, dense: bool) -> dict:
     from mislib.modules import MLPHead
 
     X, y, weights, params = _problem(d)
-    row = {"d": d, "parameters": tanh_mlp.n_parameters(HIDDEN, d), "heads": N_HEADS, "rows": N_ROWS}
+    row = {"d": d, "parameters": tanh_mlp.n_parameters(HIDDEN, d), "heads": N_HEADS, "rows": N_ROWS,
+           "influence_rows": INFLUENCE_ROWS}
     w = weights / weights.sum(1, keepdim=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -67,6 +73,17 @@ def _measure(d: int, dense: bool) -> dict:
         head = {k: v[0] for k, v in free.items()}
         (se_free, _, _), row["se_matrix_free_seconds"] = _timed(
             lambda: tanh_mlp.standard_errors(head, X[members], y[members], task="classification", ridge=RIDGE))
+        rows = torch.arange(INFLUENCE_ROWS)
+        shifts, row["influence_matrix_free_seconds"] = _timed(
+            lambda: tanh_mlp.influence(head, X[members], y[members], X[rows], y[rows], task="classification",
+                                       ridge=RIDGE))
+        if dense and d > 100:
+            generic, row["influence_autodiff_cg_seconds"] = _timed(
+                lambda: _autodiff_influence(MLPHead.from_params(free, index=0), X[members], y[members], X[rows],
+                                            y[rows]))
+            row["influence_max_relative_difference"] = float((generic - shifts).norm(dim=1).max()
+                                                             / shifts.norm(dim=1).max())
+            row["influence_ratio"] = row["influence_autodiff_cg_seconds"] / row["influence_matrix_free_seconds"]
         if dense:
             polished, row["polish_dense_seconds"] = _timed(lambda: polish_mlp(params, X, y, weights, ridge=RIDGE,
                                                                               method="dense"))
@@ -85,6 +102,16 @@ def _measure(d: int, dense: bool) -> dict:
     row["peak_rss_mb"] = peak_rss_mb()
     print(row, flush=True)
     return row
+
+
+def _autodiff_influence(module, X, y, X_rows, y_rows):
+    """The previous large-model path of ``insertion_influence``: unpreconditioned block conjugate gradients on
+    automatic-differentiation Hessian-vector products."""
+    from mislib.objective import Objective, block_cg
+
+    train = Objective(module, X, y, None, RIDGE, None, None, 2 ** 22)
+    G = Objective(module, X_rows, y_rows, None, RIDGE, None, None, 2 ** 22).per_sample_grads(train.theta)
+    return -block_cg(lambda V: train.hvp(train.theta, V), G, tol=1e-8, max_iter=500)[0] / train.n
 
 
 def main(argv=None):
